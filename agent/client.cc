@@ -1,0 +1,196 @@
+#include "agent/client.h"
+
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <string>
+
+#include "base/fd.h"
+#include "base/strings.h"
+
+namespace spore::agent {
+namespace {
+
+Error lost(const std::string& why) { return make_error(ErrorKind::kGuest, "agent connection " + why); }
+
+}  // namespace
+
+std::optional<std::pair<uint16_t, uint16_t>> terminal_size(int fd) {
+  winsize ws{};
+  if (fd < 0 || ::ioctl(fd, TIOCGWINSZ, &ws) < 0) return std::nullopt;
+  return std::make_pair(ws.ws_row, ws.ws_col);
+}
+
+struct RawTerminal::Saved {
+  termios tio;
+};
+
+RawTerminal::RawTerminal(int fd) : fd_(fd) {
+  termios tio;
+  if (::tcgetattr(fd, &tio) < 0) return;
+  saved_ = new Saved{tio};
+  cfmakeraw(&tio);
+  if (::tcsetattr(fd, TCSANOW, &tio) == 0) active_ = true;
+}
+
+RawTerminal::~RawTerminal() {
+  if (active_) ::tcsetattr(fd_, TCSANOW, &saved_->tio);
+  delete saved_;
+}
+
+Result<proto::Hello> read_hello(int fd, int timeout_ms) {
+  proto::FrameReader reader;
+  char buf[4096];
+  for (;;) {
+    auto f = reader.next();
+    if (!f.ok()) return std::move(f).error();
+    if (*f) {
+      if ((*f)->type != static_cast<uint16_t>(proto::Type::kHello))
+        return make_error(ErrorKind::kProtocol, strfmt("expected HELLO from the agent, got %s",
+                                                       proto::type_name((*f)->type)));
+      auto h = proto::decode_hello((*f)->payload);
+      if (!h.ok()) return std::move(h).error();
+      if (h->version != proto::kVersion)
+        return make_error(ErrorKind::kProtocol, strfmt("guest agent speaks protocol %u, this host speaks %u",
+                                                       h->version, proto::kVersion));
+      return h;
+    }
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, timeout_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return make_error(ErrorKind::kTimeout, "timed out waiting for the agent's HELLO");
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return lost("closed before HELLO");
+    reader.feed(buf, static_cast<size_t>(n));
+  }
+}
+
+Result<ExecOutcome> run_exec(int conn, const proto::ExecRequest& req_in, const ExecIo& io) {
+  proto::ExecRequest req = req_in;
+  if (io.stdin_fd >= 0) req.flags |= proto::kExecStdin;
+  SPORE_TRY(set_nonblocking(conn));
+
+  std::string out = proto::encode_frame(proto::Type::kExec, proto::encode_exec(req));
+  size_t out_off = 0;
+  bool stdin_open = io.stdin_fd >= 0;
+  proto::FrameReader reader;
+  std::string buf(64 << 10, '\0');
+  int64_t first_output_ns = 0;
+  auto mark_output = [&] {
+    if (first_output_ns) return;
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    first_output_ns = ts.tv_sec * 1'000'000'000ll + ts.tv_nsec;
+  };
+
+  for (;;) {
+    // Keep at most a few chunks of stdin queued so a command that does not
+    // read its input stalls the sender instead of growing this buffer.
+    bool want_stdin = stdin_open && out.size() - out_off < 4 * proto::kMaxDataChunk;
+    pollfd fds[4];
+    int n = 0;
+    fds[n++] = {conn, static_cast<short>(POLLIN | (out_off < out.size() ? POLLOUT : 0)), 0};
+    int stdin_idx = -1, sig_idx = -1, cancel_idx = -1;
+    if (want_stdin) {
+      stdin_idx = n;
+      fds[n++] = {io.stdin_fd, POLLIN, 0};
+    }
+    if (io.signal_fd >= 0) {
+      sig_idx = n;
+      fds[n++] = {io.signal_fd, POLLIN, 0};
+    }
+    if (io.cancel_fd >= 0) {
+      cancel_idx = n;
+      fds[n++] = {io.cancel_fd, POLLIN, 0};
+    }
+    int r = ::poll(fds, static_cast<nfds_t>(n), -1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("poll");
+    }
+    if (cancel_idx >= 0 && fds[cancel_idx].revents) return lost("ended: the VM exited");
+
+    if (fds[0].revents & POLLOUT) {
+      ssize_t w = ::send(conn, out.data() + out_off, out.size() - out_off, MSG_NOSIGNAL);
+      if (w < 0 && errno != EAGAIN && errno != EINTR) return lost("failed: " + std::string(std::strerror(errno)));
+      if (w > 0) out_off += static_cast<size_t>(w);
+      if (out_off == out.size()) {
+        out.clear();
+        out_off = 0;
+      }
+    }
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t k = ::read(conn, buf.data(), buf.size());
+      if (k < 0 && errno != EAGAIN && errno != EINTR) return lost("failed: " + std::string(std::strerror(errno)));
+      if (k == 0) return lost("closed before the command's exit status arrived");
+      if (k > 0) reader.feed(buf.data(), static_cast<size_t>(k));
+      for (;;) {
+        auto f = reader.next();
+        if (!f.ok()) return std::move(f).error();
+        if (!*f) break;
+        const proto::Frame& fr = **f;
+        switch (static_cast<proto::Type>(fr.type)) {
+          case proto::Type::kStarted:
+            break;
+          case proto::Type::kStdout:
+            mark_output();
+            SPORE_TRY(write_all(io.stdout_fd, fr.payload.data(), fr.payload.size()));
+            break;
+          case proto::Type::kStderr:
+            mark_output();
+            SPORE_TRY(write_all(io.stderr_fd, fr.payload.data(), fr.payload.size()));
+            break;
+          case proto::Type::kExit: {
+            auto e = proto::decode_exit(fr.payload);
+            if (!e.ok()) return std::move(e).error();
+            ExecOutcome o;
+            o.exit = *e;
+            o.first_output_ns = first_output_ns;
+            return o;
+          }
+          case proto::Type::kError: {
+            auto e = proto::decode_error(fr.payload);
+            if (!e.ok()) return std::move(e).error();
+            ExecOutcome o;
+            o.refused = *e;
+            return o;
+          }
+          default:
+            return make_error(ErrorKind::kProtocol,
+                              strfmt("unexpected %s frame from the agent", proto::type_name(fr.type)));
+        }
+      }
+    }
+    if (stdin_idx >= 0 && fds[stdin_idx].revents) {
+      ssize_t k = ::read(io.stdin_fd, buf.data(), proto::kMaxDataChunk);
+      if (k < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      if (k <= 0) {
+        out += proto::encode_frame(proto::Type::kStdinClose, {});
+        stdin_open = false;
+      } else {
+        out += proto::encode_frame(proto::Type::kStdin, std::string_view(buf.data(), static_cast<size_t>(k)));
+      }
+    }
+    if (sig_idx >= 0 && fds[sig_idx].revents) {
+      signalfd_siginfo si;
+      if (::read(io.signal_fd, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGWINCH) {
+          if (auto sz = terminal_size(io.tty_fd))
+            out += proto::encode_frame(proto::Type::kResize, proto::encode_resize(sz->first, sz->second));
+        } else {
+          out += proto::encode_frame(proto::Type::kSignal, proto::encode_signal(si.ssi_signo));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace spore::agent

@@ -1,0 +1,53 @@
+// Host side of the agent protocol: runs one exec session over a connected
+// stream, pumping stdin, stdout, stderr and signals until the exit status.
+// Shared by spore-vm and the stub.
+#pragma once
+
+#include <optional>
+
+#include "agent/protocol.h"
+#include "base/result.h"
+
+namespace spore::agent {
+
+struct ExecIo {
+  int stdin_fd = -1;   // forwarded when >= 0 (then set kExecStdin)
+  int stdout_fd = 1;
+  int stderr_fd = 2;
+  int signal_fd = -1;  // signalfd: SIGWINCH becomes RESIZE, the rest SIGNAL
+  int cancel_fd = -1;  // becomes readable when the session must end (the VM exited)
+  int tty_fd = -1;     // terminal whose size RESIZE reports
+};
+
+struct ExecOutcome {
+  std::optional<proto::ExitStatus> exit;      // the command ran and ended
+  std::optional<proto::ErrorReply> refused;   // the agent could not run it
+  int64_t first_output_ns = 0;                // CLOCK_MONOTONIC of the first output byte
+};
+
+// Runs req on conn (a connected stream to the agent's exec port). Errors mean
+// the session itself failed (connection lost, protocol violation, cancelled).
+Result<ExecOutcome> run_exec(int conn, const proto::ExecRequest& req, const ExecIo& io);
+
+// Reads the agent's HELLO from a connection to the ready port.
+Result<proto::Hello> read_hello(int fd, int timeout_ms);
+
+// Terminal size of fd, or nothing if it is not a terminal.
+std::optional<std::pair<uint16_t, uint16_t>> terminal_size(int fd);
+
+// Puts a terminal in raw mode for the lifetime of the object.
+class RawTerminal {
+ public:
+  explicit RawTerminal(int fd);
+  ~RawTerminal();
+  RawTerminal(const RawTerminal&) = delete;
+  RawTerminal& operator=(const RawTerminal&) = delete;
+
+ private:
+  int fd_;
+  bool active_ = false;
+  struct Saved;
+  Saved* saved_ = nullptr;
+};
+
+}  // namespace spore::agent

@@ -1,0 +1,146 @@
+#include "tests/integration/harness.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+extern char** environ;
+
+namespace spore::itest {
+
+RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
+  RunResult r;
+  int in[2] = {-1, -1}, out[2], err[2];
+  if (opts.stdin_open && ::pipe2(in, O_CLOEXEC) < 0) return r;
+  if (::pipe2(out, O_CLOEXEC) < 0 || ::pipe2(err, O_CLOEXEC) < 0) return r;
+  std::vector<std::string> env;
+  for (char** e = environ; *e; e++) env.emplace_back(*e);
+  for (const auto& e : opts.env) env.push_back(e);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    ::dup2(opts.stdin_open ? in[0] : devnull, 0);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    std::vector<char*> a, ev;
+    for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+    a.push_back(nullptr);
+    for (const auto& s : env) ev.push_back(const_cast<char*>(s.c_str()));
+    ev.push_back(nullptr);
+    ::execvpe(a[0], a.data(), ev.data());
+    std::fprintf(stderr, "exec %s: %s\n", a[0], std::strerror(errno));
+    _exit(127);
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  if (opts.stdin_open) ::close(in[0]);
+  int in_fd = opts.stdin_open ? in[1] : -1;
+  size_t in_off = 0;
+  if (in_fd >= 0) ::fcntl(in_fd, F_SETFL, O_NONBLOCK);
+  if (in_fd >= 0 && opts.stdin_data.empty()) {
+    ::close(in_fd);
+    in_fd = -1;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  bool out_open = true, err_open = true;
+  char buf[65536];
+  while (out_open || err_open) {
+    pollfd fds[3];
+    int n = 0;
+    int oi = -1, ei = -1, ii = -1;
+    if (out_open) { oi = n; fds[n++] = {out[0], POLLIN, 0}; }
+    if (err_open) { ei = n; fds[n++] = {err[0], POLLIN, 0}; }
+    if (in_fd >= 0) { ii = n; fds[n++] = {in_fd, POLLOUT, 0}; }
+    int rc = ::poll(fds, static_cast<nfds_t>(n), 1000);
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec - start.tv_sec > opts.timeout_s) {
+      r.timed_out = true;
+      ::kill(-pid, SIGKILL);
+      break;
+    }
+    if (rc <= 0) continue;
+    auto drain = [&](int idx, int fd, std::string& dst, bool& open) {
+      if (idx < 0 || !fds[idx].revents) return;
+      ssize_t k = ::read(fd, buf, sizeof buf);
+      if (k > 0) dst.append(buf, static_cast<size_t>(k));
+      else if (k == 0 || errno != EINTR) open = false;
+    };
+    drain(oi, out[0], r.out, out_open);
+    drain(ei, err[0], r.err, err_open);
+    if (ii >= 0 && fds[ii].revents) {
+      ssize_t k = ::write(in_fd, opts.stdin_data.data() + in_off, opts.stdin_data.size() - in_off);
+      if (k > 0) in_off += static_cast<size_t>(k);
+      if (k < 0 && errno != EAGAIN) in_off = opts.stdin_data.size();
+      if (in_off == opts.stdin_data.size()) {
+        ::close(in_fd);
+        in_fd = -1;
+      }
+    }
+  }
+  if (in_fd >= 0) ::close(in_fd);
+  ::close(out[0]);
+  ::close(err[0]);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+RunResult vm_run(const std::vector<std::string>& cmd, const std::vector<std::string>& extra, const RunOptions& opts) {
+  std::vector<std::string> argv = {"spore-vm", "run"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back("--");
+  argv.insert(argv.end(), cmd.begin(), cmd.end());
+  return run(argv, opts);
+}
+
+std::string sha256_hex(const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (unsigned i = 0; i < len; i++) {
+    s.push_back(hex[md[i] >> 4]);
+    s.push_back(hex[md[i] & 15]);
+  }
+  return s;
+}
+
+std::string sha256_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return sha256_hex(ss.str());
+}
+
+std::string temp_dir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/spore-itest-XXXXXX";
+  char* d = ::mkdtemp(tmpl.data());
+  return d ? std::string(d) : std::string();
+}
+
+std::string assets_dir() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  std::string exe(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  return exe.substr(0, exe.rfind('/')) + "/../share/spore";
+}
+
+}  // namespace spore::itest

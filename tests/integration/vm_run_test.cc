@@ -1,0 +1,144 @@
+// End-to-end: spore-vm boots the project's kernel, agent and demo rootfs on
+// real KVM and runs commands through the agent.
+#include <catch2/catch.hpp>
+#include <random>
+
+#include "tests/integration/harness.h"
+
+using namespace spore::itest;
+
+TEST_CASE("echo output arrives intact", "[vm]") {
+  auto r = vm_run({"echo", "hello", "spore  world"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "hello spore  world\n");
+}
+
+TEST_CASE("exit codes pass through, including death by signal", "[vm]") {
+  auto r = vm_run({"sh", "-c", "exit 3"});
+  CHECK(r.status == 3);
+  auto t = vm_run({"true"});
+  CHECK(t.status == 0);
+  auto k = vm_run({"sh", "-c", "kill -TERM $$"});
+  CHECK(k.status == 128 + 15);
+}
+
+TEST_CASE("stderr is kept apart from stdout", "[vm]") {
+  auto r = vm_run({"sh", "-c", "echo to-out; echo to-err >&2; echo more-out"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "to-out\nmore-out\n");
+  CHECK(r.err == "to-err\n");
+}
+
+TEST_CASE("stdin reaches the command with -i, and only then", "[vm]") {
+  RunOptions o;
+  o.stdin_open = true;
+  o.stdin_data = "line one\nline two\n";
+  auto r = vm_run({"sh", "-c", "while read l; do echo \"got: $l\"; done"}, {"-i"}, o);
+  CHECK(r.status == 0);
+  CHECK(r.out == "got: line one\ngot: line two\n");
+  auto n = vm_run({"cat"}, {}, o);  // without -i the command's stdin is /dev/null
+  CHECK(n.status == 0);
+  CHECK(n.out.empty());
+}
+
+TEST_CASE("4 MiB of output arrives byte-exact, and 4 MiB of input too", "[vm]") {
+  auto r = vm_run({"sh", "-c", "head -c 4194304 /dev/urandom > /tmp/blob && sha256sum /tmp/blob >&2 && cat /tmp/blob"});
+  REQUIRE(r.status == 0);
+  REQUIRE(r.out.size() == 4u << 20);
+  CHECK(r.err.substr(0, 64) == sha256_hex(r.out));
+
+  std::mt19937_64 rng(42);
+  std::string data(4u << 20, '\0');
+  for (auto& c : data) c = static_cast<char>(rng());
+  RunOptions o;
+  o.stdin_open = true;
+  o.stdin_data = data;
+  auto e = vm_run({"cat"}, {"-i"}, o);
+  REQUIRE(e.status == 0);
+  CHECK(e.out.size() == data.size());
+  CHECK(e.out == data);
+}
+
+TEST_CASE("the rootfs is read-only while /tmp is writable", "[vm]") {
+  std::string image = assets_dir() + "/demo-rootfs.img";
+  std::string before = sha256_file(image);
+  SECTION("--read-only: / refuses writes, /tmp takes them") {
+    auto r = vm_run({"sh", "-c", "touch /etc/spore-probe; echo rc=$?; echo data > /tmp/x && cat /tmp/x"},
+                    {"--read-only"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "rc=1\ndata\n");
+    CHECK_THAT(r.err, Catch::Contains("Read-only file system"));
+  }
+  SECTION("default: writes land in the overlay; the disk itself is read-only") {
+    auto r = vm_run({"sh", "-c", "echo x > /etc/spore-probe && cat /etc/spore-probe && cat /sys/block/vda/ro && "
+                                 "echo y > /tmp/t && cat /tmp/t"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "x\n1\ny\n");
+  }
+  CHECK(sha256_file(image) == before);
+}
+
+TEST_CASE("two vCPUs come up", "[vm]") {
+  auto r = vm_run({"grep", "-c", "^processor", "/proc/cpuinfo"}, {"--cpus", "2"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "2\n");
+}
+
+TEST_CASE("a command that does not exist exits 127 with a clear message", "[vm]") {
+  auto r = vm_run({"/nonexistent"});
+  CHECK(r.status == 127);
+  CHECK_THAT(r.err, Catch::Contains("/nonexistent") && Catch::Contains("no such file or directory"));
+  auto p = vm_run({"no-such-command"});
+  CHECK(p.status == 127);
+  CHECK_THAT(p.err, Catch::Contains("executable file not found"));
+}
+
+TEST_CASE("environment, working directory and user are applied", "[vm]") {
+  auto r = vm_run({"sh", "-c", "echo $GREETING; pwd; id -u; echo $HOME"},
+                  {"-e", "GREETING=hi there", "-w", "/tmp", "-u", "nobody"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "hi there\n/tmp\n65534\n/nonexistent\n");
+  auto bad = vm_run({"true"}, {"-w", "/no/such/dir"});
+  CHECK(bad.status == 126);
+  CHECK_THAT(bad.err, Catch::Contains("/no/such/dir"));
+}
+
+TEST_CASE("--timeout kills the command and exits 124", "[vm]") {
+  auto r = vm_run({"sleep", "600"}, {"--timeout", "2s"});
+  CHECK(r.status == 124);
+  CHECK_THAT(r.err, Catch::Contains("timed out"));
+}
+
+TEST_CASE("bad input gets one clear line and a documented exit code", "[vm]") {
+  SECTION("missing kernel") {
+    auto r = vm_run({"true"}, {"--kernel", "/nonexistent/Image"});
+    CHECK(r.status == 66);
+    CHECK_THAT(r.err, Catch::Contains("/nonexistent/Image"));
+  }
+  SECTION("not a kernel") {
+    auto r = vm_run({"true"}, {"--kernel", "/proc/self/exe"});
+    CHECK(r.status == 65);
+  }
+  SECTION("missing rootfs") {
+    auto r = vm_run({"true"}, {"--rootfs", "/nonexistent.img"});
+    CHECK(r.status == 66);
+  }
+  SECTION("nonsense sizes") {
+    CHECK(vm_run({"true"}, {"--mem", "1"}).status == 64);
+    CHECK(vm_run({"true"}, {"--mem", "lots"}).status == 64);
+    CHECK(vm_run({"true"}, {"--cpus", "0"}).status == 64);
+    CHECK(vm_run({"true"}, {"--cpus", "999"}).status == 64);
+  }
+  SECTION("no KVM device") {
+    RunOptions o;
+    o.env = {"SPORE_KVM_DEVICE=/nonexistent/kvm"};
+    auto r = vm_run({"true"}, {}, o);
+    CHECK(r.status == 69);
+    CHECK_THAT(r.err, Catch::Contains("KVM"));
+  }
+  SECTION("no command") {
+    auto r = run({"spore-vm", "run"});
+    CHECK(r.status == 64);
+  }
+}

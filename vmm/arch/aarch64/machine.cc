@@ -1,0 +1,137 @@
+// aarch64 half of Machine: builds the fixed board for a cold boot.
+#include <sys/eventfd.h>
+#include <sys/random.h>
+
+#include "base/log.h"
+#include "base/strings.h"
+#include "vmm/arch/aarch64/boot.h"
+#include "vmm/arch/aarch64/cpu.h"
+#include "vmm/arch/aarch64/fdt.h"
+#include "vmm/arch/aarch64/gic.h"
+#include "vmm/arch/aarch64/layout.h"
+#include "vmm/devices/virtio/block.h"
+#include "vmm/devices/virtio/rng.h"
+#include "vmm/machine.h"
+
+namespace spore::vmm {
+namespace {
+
+using namespace aarch64;
+
+// Edge interrupt through an irqfd: a write to the eventfd injects the SPI
+// inside the kernel without a trip through this process's vCPU threads.
+class IrqfdLine final : public virtio::IrqLine {
+ public:
+  explicit IrqfdLine(UniqueFd fd) : fd_(std::move(fd)) {}
+  void trigger() override {
+    uint64_t one = 1;
+    ssize_t n = ::write(fd_.get(), &one, sizeof one);
+    (void)n;
+  }
+
+ private:
+  UniqueFd fd_;
+};
+
+Status check_config(const MachineConfig& c) {
+  if (c.vcpus < 1 || c.vcpus > kMaxVcpus)
+    return make_error(ErrorKind::kUsage, strfmt("--cpus must be between 1 and %u", kMaxVcpus));
+  if (c.mem_mib < kMinRamMiB || c.mem_mib > kMaxRamMiB)
+    return make_error(ErrorKind::kUsage,
+                      strfmt("--mem must be between %llu and %llu MiB", static_cast<unsigned long long>(kMinRamMiB),
+                             static_cast<unsigned long long>(kMaxRamMiB)));
+  if (c.kernel.empty()) return make_error(ErrorKind::kUsage, "no kernel given");
+  return ok_status();
+}
+
+}  // namespace
+
+Status Machine::build(const MachineConfig& c) {
+  SPORE_TRY(check_config(c));
+  const uint64_t ram_size = c.mem_mib << 20;
+
+  SPORE_ASSIGN_OR_RETURN(kvm_, kvm::Kvm::open());
+  if (!kvm_->check_extension(KVM_CAP_ARM_PSCI_0_2))
+    return make_error(ErrorKind::kUnavailable, "this host's KVM lacks PSCI 0.2 for arm64 guests");
+  int ipa = kvm_->check_extension(KVM_CAP_ARM_VM_IPA_SIZE);
+  unsigned long type = ipa >= static_cast<int>(kIpaBits) ? KVM_VM_TYPE_ARM_IPA_SIZE(kIpaBits) : 0;
+  SPORE_ASSIGN_OR_RETURN(vm_, kvm::Vm::create(*kvm_, type));
+
+  SPORE_ASSIGN_OR_RETURN(mem_, GuestMemory::create_anonymous(kRamBase, ram_size));
+  SPORE_TRY(vm_->set_memory_region(0, kRamBase, ram_size, mem_.regions()[0].host));
+
+  SPORE_ASSIGN_OR_RETURN(size_t run_size, kvm_->vcpu_mmap_size());
+  SPORE_ASSIGN_OR_RETURN(CpuTemplate tmpl, preferred_cpu(*vm_));
+  for (uint32_t i = 0; i < c.vcpus; i++) {
+    SPORE_ASSIGN_OR_RETURN(kvm::Vcpu v, kvm::Vcpu::create(*vm_, i, run_size));
+    SPORE_TRY(init_vcpu(v, tmpl, i == 0));
+    vcpus_.push_back(std::move(v));
+  }
+  SPORE_ASSIGN_OR_RETURN(Gic gic, Gic::create(*vm_, c.vcpus));
+  irqchip_.reset(dup(gic.fd()));
+
+  SPORE_ASSIGN_OR_RETURN(loop_, EventLoop::create());
+
+  // Serial console and RTC.
+  kvm::Vm* vm = &*vm_;
+  uart_ = std::make_unique<Pl011>(c.console, [vm](bool level) {
+    (void)vm->irq_line(Gic::spi_irq_line(kUartSpi), level);
+  });
+  rtc_ = std::make_unique<Pl031>();
+  SPORE_TRY(bus_.add(kUartBase, kPeriphSize, uart_.get(), "pl011"));
+  SPORE_TRY(bus_.add(kRtcBase, kPeriphSize, rtc_.get(), "pl031"));
+
+  // virtio-mmio slots: 0 rootfs (becomes /dev/vda), 1 vsock, 2 rng.
+  std::vector<std::unique_ptr<virtio::Device>> devices;
+  if (!c.rootfs.empty()) {
+    auto blk = virtio::Block::open(c.rootfs, c.rootfs_read_only, "spore-rootfs");
+    if (!blk.ok()) return std::move(blk).error().wrap("rootfs");
+    devices.push_back(std::move(*blk));
+  }
+  auto vsock = std::make_unique<virtio::Vsock>(kGuestCid, *loop_);
+  vsock_ = vsock.get();
+  devices.push_back(std::move(vsock));
+  devices.push_back(std::make_unique<virtio::Rng>());
+
+  bool have_irqfd = vm_->check_extension(KVM_CAP_IRQFD);
+  bool have_ioeventfd = vm_->check_extension(KVM_CAP_IOEVENTFD);
+  if (!have_irqfd) return make_error(ErrorKind::kUnavailable, "this host's KVM lacks irqfd support");
+  std::vector<uint32_t> slots;
+  for (uint32_t slot = 0; slot < devices.size(); slot++) {
+    UniqueFd efd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!efd) return errno_error("eventfd");
+    SPORE_TRY(vm_->irqfd(efd.get(), Gic::spi_gsi(virtio_spi(slot))));
+    SPORE_ASSIGN_OR_RETURN(auto t, virtio::MmioTransport::create(std::move(devices[slot]), mem_, *loop_,
+                                                                  std::make_unique<IrqfdLine>(std::move(efd))));
+    uint64_t base = virtio_mmio_base(slot);
+    if (have_ioeventfd) {
+      for (size_t q = 0; q < t->queue_count(); q++)
+        SPORE_TRY(vm_->ioeventfd(t->notify_fd(q), base + virtio::kMmioQueueNotify, 4, q));
+    }
+    SPORE_TRY(bus_.add(base, virtio::kMmioSize, t.get(), strfmt("virtio-%s", t->device().name())));
+    virtio_.push_back(std::move(t));
+    slots.push_back(slot);
+  }
+
+  // Boot payloads.
+  SPORE_ASSIGN_OR_RETURN(BootLayout layout, load_kernel_and_initrd(mem_, kRamBase, ram_size, c.kernel, c.initrd));
+  FdtConfig fc;
+  fc.vcpus = c.vcpus;
+  fc.ram_size = ram_size;
+  fc.cmdline = c.cmdline;
+  if (layout.initrd_size) {
+    fc.initrd_start = layout.initrd_gpa;
+    fc.initrd_end = layout.initrd_gpa + layout.initrd_size;
+  }
+  fc.virtio_slots = slots;
+  fc.rng_seed.resize(64);
+  if (::getrandom(fc.rng_seed.data(), fc.rng_seed.size(), 0) != static_cast<ssize_t>(fc.rng_seed.size()))
+    return errno_error("getrandom");
+  SPORE_ASSIGN_OR_RETURN(std::vector<uint8_t> fdt, build_fdt(fc));
+  if (!mem_.write(layout.fdt_gpa, fdt.data(), fdt.size()))
+    return make_error(ErrorKind::kInternal, "device tree does not fit in guest RAM");
+  SPORE_TRY(set_boot_regs(vcpus_[0], layout.kernel_gpa, layout.fdt_gpa));
+  return ok_status();
+}
+
+}  // namespace spore::vmm

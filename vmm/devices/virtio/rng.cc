@@ -1,0 +1,43 @@
+#include "vmm/devices/virtio/rng.h"
+
+#include <sys/random.h>
+
+namespace spore::vmm::virtio {
+
+namespace {
+// Bounds the work one request can cause; the driver asks again for more.
+constexpr size_t kMaxPerRequest = 64 << 10;
+}
+
+void Rng::notify(size_t q) {
+  if (q != 0 || !transport_) return;
+  const GuestMemory& mem = transport_->memory();
+  Queue& queue = transport_->queue(0);
+  bool used = false;
+  for (;;) {
+    auto next = queue.pop(mem);
+    if (!next.ok()) {
+      transport_->fail(next.error());
+      return;
+    }
+    if (!*next) break;
+    ChainWriter w(mem, **next);
+    size_t left = std::min<uint64_t>(w.remaining(), kMaxPerRequest);
+    while (left > 0) {
+      auto [p, n] = w.span(left);
+      if (!p) break;
+      ssize_t got = ::getrandom(p, n, 0);
+      if (got <= 0) break;
+      w.advance(static_cast<size_t>(got));
+      left -= static_cast<size_t>(got);
+    }
+    if (auto s = queue.push_used(mem, (*next)->head, static_cast<uint32_t>(w.written())); !s.ok()) {
+      transport_->fail(s.error());
+      return;
+    }
+    used = true;
+  }
+  if (used) transport_->signal_used(0);
+}
+
+}  // namespace spore::vmm::virtio

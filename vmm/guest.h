@@ -1,0 +1,53 @@
+// Talking to a running guest's agent: console capture, waiting for the
+// agent's HELLO, and running one command. Shared by spore-vm and the stub.
+#pragma once
+
+#include <deque>
+#include <mutex>
+#include <string>
+
+#include "agent/client.h"
+#include "agent/protocol.h"
+#include "base/fd.h"
+#include "base/result.h"
+#include "vmm/machine.h"
+
+namespace spore::vmm {
+
+// Keeps the tail of the guest's serial console (for error reports) and can
+// echo it to stderr as it arrives.
+class ConsoleLog {
+ public:
+  explicit ConsoleLog(bool echo) : echo_(echo) {}
+  void write(const char* data, size_t len);
+  // The last max_lines complete or partial lines.
+  std::string tail(size_t max_lines) const;
+
+ private:
+  bool echo_;
+  mutable std::mutex mu_;
+  std::string buf_;  // bounded
+};
+
+// Accepts the agent's connection to the ready port. Construct before
+// Machine::start() so the guest cannot announce itself unheard.
+class AgentReady {
+ public:
+  static Result<std::unique_ptr<AgentReady>> listen(Machine& m);
+  // Waits for HELLO. Fails when the machine exits first, a signal arrives on
+  // sig_fd (if >= 0), or timeout_ms passes.
+  Result<proto::Hello> wait(int timeout_ms, int sig_fd);
+
+ private:
+  explicit AgentReady(Machine& m) : m_(m) {}
+  Machine& m_;
+  UniqueFd event_;
+  std::mutex mu_;
+  std::deque<UniqueFd> accepted_;
+};
+
+// Opens an exec session and runs req with io; the session ends early if the
+// machine exits.
+Result<agent::ExecOutcome> exec_in_guest(Machine& m, const proto::ExecRequest& req, agent::ExecIo io);
+
+}  // namespace spore::vmm

@@ -1,0 +1,177 @@
+// Architecture-neutral half of Machine: threads, the vCPU run loop, exits.
+#include "vmm/machine.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "base/log.h"
+#include "base/strings.h"
+
+namespace spore::vmm {
+namespace {
+
+// A signal with an empty handler, sent to a vCPU thread to make KVM_RUN
+// return EINTR. Paired with kvm_run.immediate_exit to close the race where
+// the signal lands just before the thread enters KVM_RUN.
+int kick_signal() { return SIGRTMIN + 1; }
+
+void install_kick_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) {};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return
+    sigaction(kick_signal(), &sa, nullptr);
+  });
+}
+
+}  // namespace
+
+const char* exit_kind_name(ExitKind kind) {
+  switch (kind) {
+    case ExitKind::kPoweroff: return "poweroff";
+    case ExitKind::kReset: return "reset";
+    case ExitKind::kCrash: return "crash";
+    case ExitKind::kStopped: return "stopped";
+    case ExitKind::kError: return "error";
+  }
+  return "unknown";
+}
+
+Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
+  std::unique_ptr<Machine> m(new Machine());
+  m->exit_event_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!m->exit_event_) return errno_error("eventfd");
+  SPORE_TRY(m->build(config));
+  return m;
+}
+
+Machine::~Machine() {
+  stop();
+  shutdown_threads();
+}
+
+Status Machine::start() {
+  if (io_thread_.joinable()) return make_error(ErrorKind::kInternal, "machine already started");
+  install_kick_handler();
+  EventLoop* loop = loop_.get();
+  io_thread_ = std::thread([loop] { loop->run(); });
+  // Held so kick_all() never sees a half-built handle list.
+  std::lock_guard<std::mutex> g(exit_mu_);
+  vcpu_handles_.reserve(vcpus_.size());
+  for (size_t i = 0; i < vcpus_.size(); i++) {
+    vcpu_threads_.emplace_back([this, i] { vcpu_loop(i); });
+    vcpu_handles_.push_back(vcpu_threads_.back().native_handle());
+  }
+  return ok_status();
+}
+
+void Machine::shutdown_threads() {
+  for (auto& t : vcpu_threads_)
+    if (t.joinable()) t.join();
+  vcpu_threads_.clear();
+  if (loop_) loop_->stop();
+  if (io_thread_.joinable()) io_thread_.join();
+}
+
+void Machine::kick_all() {
+  std::lock_guard<std::mutex> g(exit_mu_);
+  for (size_t i = 0; i < vcpu_handles_.size(); i++) {
+    vcpus_[i].run_state()->immediate_exit = 1;
+    pthread_kill(vcpu_handles_[i], kick_signal());
+  }
+}
+
+void Machine::finish(ExitKind kind, std::string message) {
+  {
+    std::lock_guard<std::mutex> g(exit_mu_);
+    if (exit_) return;  // the first reason wins
+    exit_ = MachineExit{kind, std::move(message)};
+  }
+  stopping_ = true;
+  uint64_t one = 1;
+  ssize_t n = ::write(exit_event_.get(), &one, sizeof one);
+  (void)n;
+  exit_cv_.notify_all();
+  kick_all();
+}
+
+void Machine::stop() { finish(ExitKind::kStopped, "stopped by the host"); }
+
+std::optional<MachineExit> Machine::exit_status() const {
+  std::lock_guard<std::mutex> g(exit_mu_);
+  return exit_;
+}
+
+MachineExit Machine::wait() {
+  std::unique_lock<std::mutex> g(exit_mu_);
+  exit_cv_.wait(g, [this] { return exit_.has_value(); });
+  return *exit_;
+}
+
+std::optional<MachineExit> Machine::wait_for(int timeout_ms) {
+  std::unique_lock<std::mutex> g(exit_mu_);
+  exit_cv_.wait_for(g, std::chrono::milliseconds(timeout_ms), [this] { return exit_.has_value(); });
+  return exit_;
+}
+
+void Machine::vcpu_loop(size_t index) {
+  kvm::Vcpu& vcpu = vcpus_[index];
+  kvm_run* run = vcpu.run_state();
+  while (!stopping_) {
+    Status s = vcpu.run();
+    if (!s.ok()) {
+      int e = s.error().sys_errno;
+      if (e == EINTR || e == EAGAIN) {
+        run->immediate_exit = 0;
+        continue;
+      }
+      finish(ExitKind::kError, strfmt("vCPU %zu: %s", index, s.error().message.c_str()));
+      return;
+    }
+    switch (run->exit_reason) {
+      case KVM_EXIT_MMIO: {
+        auto& m = run->mmio;
+        size_t len = std::min<size_t>(m.len, sizeof m.data);
+        if (m.is_write) {
+          if (!bus_.write(m.phys_addr, m.data, len))
+            LOG_GUEST("guest wrote to unmapped address 0x%llx", static_cast<unsigned long long>(m.phys_addr));
+        } else if (!bus_.read(m.phys_addr, m.data, len)) {
+          std::memset(m.data, 0, len);
+          LOG_GUEST("guest read from unmapped address 0x%llx", static_cast<unsigned long long>(m.phys_addr));
+        }
+        break;
+      }
+      case KVM_EXIT_SYSTEM_EVENT:
+        switch (run->system_event.type) {
+          case KVM_SYSTEM_EVENT_SHUTDOWN: finish(ExitKind::kPoweroff, "guest powered off"); break;
+          case KVM_SYSTEM_EVENT_RESET: finish(ExitKind::kReset, "guest rebooted (or its kernel panicked)"); break;
+          case KVM_SYSTEM_EVENT_CRASH: finish(ExitKind::kCrash, "guest reported a crash"); break;
+          default:
+            finish(ExitKind::kError, strfmt("guest raised unknown system event %u", run->system_event.type));
+            break;
+        }
+        return;
+      case KVM_EXIT_INTR:
+        break;
+      case KVM_EXIT_FAIL_ENTRY:
+        finish(ExitKind::kError,
+               strfmt("vCPU %zu: KVM could not enter the guest (reason 0x%llx)", index,
+                      static_cast<unsigned long long>(run->fail_entry.hardware_entry_failure_reason)));
+        return;
+      case KVM_EXIT_INTERNAL_ERROR:
+        finish(ExitKind::kError, strfmt("vCPU %zu: KVM internal error %u", index, run->internal.suberror));
+        return;
+      default:
+        finish(ExitKind::kError, strfmt("vCPU %zu: unexpected KVM exit %u", index, run->exit_reason));
+        return;
+    }
+  }
+}
+
+}  // namespace spore::vmm
