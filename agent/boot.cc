@@ -77,16 +77,27 @@ void mount_runtime_dirs(bool root_writable) {
   ensure_symlink("/proc/self/fd/2", "/dev/stderr");
 }
 
+// The filesystem type from the superblock magic, so the kernel is not asked
+// to try types that cannot match (each failed attempt logs an error).
+std::string detect_fstype(const std::string& device) {
+  auto fd = open_file(device, O_RDONLY);
+  if (!fd.ok()) return {};
+  uint8_t sb[1024 + 64];
+  if (!pread_exact(fd->get(), sb, sizeof sb, 0).ok()) return {};
+  uint32_t erofs_magic;
+  uint16_t ext_magic;
+  std::memcpy(&erofs_magic, sb + 1024, 4);
+  std::memcpy(&ext_magic, sb + 1024 + 56, 2);
+  if (erofs_magic == 0xE0F5E1E2) return "erofs";
+  if (ext_magic == 0xEF53) return "ext4";
+  return {};
+}
+
 Status mount_root_image(const BootOptions& o, const char* target) {
-  std::vector<std::string> types;
-  if (o.root_fstype == "auto") types = {"erofs", "ext4"};
-  else types = {o.root_fstype};
-  Status last = ok_status();
-  for (const auto& t : types) {
-    last = mount_fs(o.root_device.c_str(), target, t.c_str(), MS_RDONLY | MS_NODEV, nullptr);
-    if (last.ok()) return last;
-  }
-  return last;
+  std::string type = o.root_fstype == "auto" ? detect_fstype(o.root_device) : o.root_fstype;
+  if (type.empty())
+    return make_error(ErrorKind::kCorrupt, o.root_device + " holds neither an erofs nor an ext4 filesystem");
+  return mount_fs(o.root_device.c_str(), target, type.c_str(), MS_RDONLY | MS_NODEV, nullptr);
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ enum class RootMode {
 
 struct BootOptions {
   std::string root_device = "/dev/vda";
-  std::string root_fstype = "auto";  // auto tries erofs, then ext4
+  std::string root_fstype = "auto";  // auto: erofs or ext4, from the superblock
   RootMode mode = RootMode::kOverlay;
   std::string hostname = "spore";
 };
