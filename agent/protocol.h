@@ -9,9 +9,13 @@
 #include <string_view>
 #include <vector>
 
+#include "base/codec.h"
 #include "base/result.h"
 
 namespace spore::proto {
+
+using spore::Decoder;
+using spore::Encoder;
 
 inline constexpr uint16_t kVersion = 1;
 inline constexpr uint32_t kAgentPort = 1024;  // guest listens: exec sessions
@@ -19,7 +23,6 @@ inline constexpr uint32_t kReadyPort = 1025;  // host listens: agent says hello
 inline constexpr size_t kHeaderSize = 8;
 inline constexpr uint32_t kMaxPayload = 1u << 20;
 inline constexpr uint32_t kMaxDataChunk = 64u << 10;  // STDIN/STDOUT/STDERR payloads
-inline constexpr uint32_t kMaxListEntries = 65536;
 
 enum class Type : uint16_t {
   // host -> agent
@@ -87,42 +90,6 @@ struct Hello {
 struct Frame {
   uint16_t type = 0;
   std::string payload;
-};
-
-// Appends the little-endian encodings used by every message.
-class Encoder {
- public:
-  void u8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
-  void u16(uint16_t v);
-  void u32(uint32_t v);
-  void u64(uint64_t v);
-  void str(std::string_view s);
-  void strs(const std::vector<std::string>& v);
-  std::string take() { return std::move(out_); }
-
- private:
-  std::string out_;
-};
-
-// Reads them back with bounds checks; any overrun latches failure.
-class Decoder {
- public:
-  explicit Decoder(std::string_view in) : in_(in) {}
-  uint8_t u8();
-  uint16_t u16();
-  uint32_t u32();
-  uint64_t u64();
-  std::string str();
-  std::vector<std::string> strs();
-  // True when every read fit and all input was consumed.
-  bool done() const { return ok_ && pos_ == in_.size(); }
-  bool ok() const { return ok_; }
-
- private:
-  bool take(size_t n);
-  std::string_view in_;
-  size_t pos_ = 0;
-  bool ok_ = true;
 };
 
 // Frame = header (u32 payload length, u16 type, u16 reserved=0) + payload.
