@@ -116,8 +116,9 @@ BootOptions parse_cmdline(const std::string& cmdline) {
       if (val == "ro") o.mode = RootMode::kReadOnly;
       else if (val == "none") o.mode = RootMode::kNone;
       else o.mode = RootMode::kOverlay;
-    } else if (key == "spore.hostname") {
+    } else if (key == "spore.hostname" && !val.empty()) {
       o.hostname = val;
+      o.hostname_explicit = true;
     }
   }
   return o;

@@ -19,6 +19,7 @@ struct BootOptions {
   std::string root_fstype = "auto";  // auto: erofs or ext4, from the superblock
   RootMode mode = RootMode::kOverlay;
   std::string hostname = "spore";
+  bool hostname_explicit = false;  // spore.hostname= was given
 };
 
 // Parses spore.* parameters from a kernel command line.

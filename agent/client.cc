@@ -95,10 +95,10 @@ Result<ExecOutcome> run_exec(int conn, const proto::ExecRequest& req_in, const E
     // Keep at most a few chunks of stdin queued so a command that does not
     // read its input stalls the sender instead of growing this buffer.
     bool want_stdin = stdin_open && out.size() - out_off < 4 * proto::kMaxDataChunk;
-    pollfd fds[4];
+    pollfd fds[5];
     int n = 0;
     fds[n++] = {conn, static_cast<short>(POLLIN | (out_off < out.size() ? POLLOUT : 0)), 0};
-    int stdin_idx = -1, sig_idx = -1, cancel_idx = -1;
+    int stdin_idx = -1, sig_idx = -1, cancel_idx = -1, intr_idx = -1;
     if (want_stdin) {
       stdin_idx = n;
       fds[n++] = {io.stdin_fd, POLLIN, 0};
@@ -111,12 +111,22 @@ Result<ExecOutcome> run_exec(int conn, const proto::ExecRequest& req_in, const E
       cancel_idx = n;
       fds[n++] = {io.cancel_fd, POLLIN, 0};
     }
+    if (io.interrupt_fd >= 0) {
+      intr_idx = n;
+      fds[n++] = {io.interrupt_fd, POLLIN, 0};
+    }
     int r = ::poll(fds, static_cast<nfds_t>(n), -1);
     if (r < 0) {
       if (errno == EINTR) continue;
       return errno_error("poll");
     }
     if (cancel_idx >= 0 && fds[cancel_idx].revents) return lost("ended: the VM exited");
+    if (intr_idx >= 0 && fds[intr_idx].revents) {
+      ExecOutcome o;
+      o.interrupted = true;
+      o.first_output_ns = first_output_ns;
+      return o;
+    }
 
     if (fds[0].revents & POLLOUT) {
       ssize_t w = ::send(conn, out.data() + out_off, out.size() - out_off, MSG_NOSIGNAL);

@@ -16,6 +16,7 @@ struct ExecIo {
   int stderr_fd = 2;
   int signal_fd = -1;  // signalfd: SIGWINCH becomes RESIZE, the rest SIGNAL
   int cancel_fd = -1;  // becomes readable when the session must end (the VM exited)
+  int interrupt_fd = -1;  // becomes readable to stop pumping and return (the session stays open)
   int tty_fd = -1;     // terminal whose size RESIZE reports
 };
 
@@ -23,6 +24,7 @@ struct ExecOutcome {
   std::optional<proto::ExitStatus> exit;      // the command ran and ended
   std::optional<proto::ErrorReply> refused;   // the agent could not run it
   int64_t first_output_ns = 0;                // CLOCK_MONOTONIC of the first output byte
+  bool interrupted = false;                   // interrupt_fd fired before the command ended
 };
 
 // Runs req on conn (a connected stream to the agent's exec port). Errors mean

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "agent/boot.h"
+#include "agent/generation.h"
 #include "agent/protocol.h"
 #include "agent/server.h"
 #include "base/fd.h"
@@ -89,11 +90,16 @@ int main() {
 
   auto listener = vsock_listen(proto::kAgentPort);
   if (!listener.ok()) halt(listener.error().message);
-  send_hello();
+
+  // Before HELLO: the first command must already see fresh entropy, the
+  // right clock and this instance's identity.
+  auto generation = agent::Generation::open(opts.hostname_explicit ? opts.hostname : std::string());
 
   agent::ServerOptions so;
   so.listen_fd = listener->get();
-  so.hostname = opts.hostname;
+  so.hostname = generation ? generation->hostname() : opts.hostname;
+  so.generation = generation.get();
+  send_hello();
   auto s = agent::serve(so);
   halt(s.ok() ? "server stopped" : s.error().message);
 }

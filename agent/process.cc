@@ -102,7 +102,7 @@ Result<std::string> find_executable(const std::string& file, const std::vector<s
   return Error{ErrorKind::kNotFound, saw_eacces ? EACCES : ENOENT, file};
 }
 
-Result<Child> spawn(const proto::ExecRequest& req, const std::string& hostname, SpawnError* err) {
+Result<Child> spawn(const proto::ExecRequest& req, const SpawnContext& ctx, SpawnError* err) {
   auto fail = [&](proto::ErrorCode code, std::string msg) -> Error {
     err->code = code;
     err->message = std::move(msg);
@@ -119,7 +119,8 @@ Result<Child> spawn(const proto::ExecRequest& req, const std::string& hostname, 
   if (!user.ok()) return fail(proto::ErrorCode::kStartFailed, user.error().message);
 
   const bool tty = req.flags & proto::kExecTty;
-  std::vector<std::string> env = merge_env(base_environment(user->home, tty, hostname), req.env);
+  std::vector<std::string> env =
+      merge_env(merge_env(base_environment(user->home, tty, ctx.hostname), ctx.extra_env), req.env);
   const std::string cwd = req.cwd.empty() ? "/" : req.cwd;
 
   // Resolve the program before forking so errors carry docker-like messages.

@@ -34,8 +34,14 @@ std::vector<std::string> base_environment(const std::string& home, bool tty, con
 // pick. Returns the path, or an errno-style failure (ENOENT, EACCES).
 Result<std::string> find_executable(const std::string& file, const std::vector<std::string>& env);
 
+// What the agent adds to every command besides the request.
+struct SpawnContext {
+  std::string hostname;                // HOSTNAME
+  std::vector<std::string> extra_env;  // e.g. the generation's identity variables
+};
+
 // Forks and execs the request. On success the child is running; on failure
 // nothing is left behind.
-Result<Child> spawn(const proto::ExecRequest& req, const std::string& hostname, SpawnError* err);
+Result<Child> spawn(const proto::ExecRequest& req, const SpawnContext& ctx, SpawnError* err);
 
 }  // namespace spore::agent

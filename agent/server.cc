@@ -14,6 +14,7 @@
 #include <memory>
 #include <vector>
 
+#include "agent/generation.h"
 #include "agent/process.h"
 #include "agent/protocol.h"
 #include "base/fd.h"
@@ -96,8 +97,15 @@ void Server::signal_child(Session& s, int signo) {
 }
 
 void Server::start(Session& s, const proto::ExecRequest& req) {
+  SpawnContext ctx;
+  ctx.hostname = opts_.hostname;
+  if (Generation* g = opts_.generation) {
+    g->refresh();
+    ctx.hostname = g->hostname();
+    ctx.extra_env = g->environment();
+  }
   SpawnError err;
-  auto child = spawn(req, opts_.hostname, &err);
+  auto child = spawn(req, ctx, &err);
   if (!child.ok()) {
     refuse(s, err.code, err.message);
     return;
@@ -334,6 +342,11 @@ Status Server::run() {
     owners.push_back({nullptr, 0});
     fds.push_back({sigfd_.get(), POLLIN, 0});
     owners.push_back({nullptr, 0});
+    if (opts_.generation) {
+      fds.push_back({opts_.generation->fd(), POLLIN, 0});
+      owners.push_back({nullptr, 0});
+    }
+    const size_t first_session = fds.size();
     int64_t now = now_ms();
     int timeout = -1;
     for (auto& sp : sessions_) {
@@ -371,7 +384,8 @@ Status Server::run() {
       if (errno == EINTR) continue;
       return errno_error("poll");
     }
-    for (size_t i = 2; i < fds.size(); i++) {
+    if (opts_.generation && fds[2].revents) opts_.generation->on_interrupt();
+    for (size_t i = first_session; i < fds.size(); i++) {
       if (!fds[i].revents) continue;
       Session& s = *owners[i].first;
       switch (owners[i].second) {

@@ -45,9 +45,54 @@ const char* exit_kind_name(ExitKind kind) {
 
 Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
   std::unique_ptr<Machine> m(new Machine());
+  m->config_ = config;
   m->exit_event_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!m->exit_event_) return errno_error("eventfd");
-  SPORE_TRY(m->build(config));
+  SPORE_TRY(m->build_vm(config, ""));
+  SPORE_TRY(m->build_devices(config));
+  SPORE_TRY(m->load_boot_payload(config));
+  return m;
+}
+
+Result<std::unique_ptr<Machine>> Machine::restore(const MachineConfig& config, const RestoreSpec& spec) {
+  std::unique_ptr<Machine> m(new Machine());
+  m->config_ = config;
+  m->exit_event_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!m->exit_event_) return errno_error("eventfd");
+  SPORE_TRY(m->build_vm(config, spec.ram_file));
+  // The contract first: nothing of the spore is loaded into a host that
+  // cannot run it faithfully.
+  auto diffs = compare_platform(spec.platform, m->platform_);
+  if (!diffs.empty()) {
+    std::string msg = "this host cannot restore the spore (platform contract):";
+    for (const auto& d : diffs) msg += "\n  " + d;
+    return make_error(ErrorKind::kUnavailable, msg);
+  }
+  SPORE_TRY(m->build_devices(config));
+  SPORE_TRY(m->restore_arch_state(spec));
+
+  const MachineState& st = spec.state;
+  m->uart_->restore(st.uart);
+  m->rtc_->restore(st.rtc);
+  SPORE_TRY(m->generation_->resume_from(st.generation, spec.spore_id));
+  if (st.virtio.size() != m->virtio_.size())
+    return make_error(ErrorKind::kUsage, strfmt("the spore has %zu virtio devices, this machine %zu (was it captured "
+                                                "with a rootfs?)", st.virtio.size(), m->virtio_.size()));
+  for (const auto& v : st.virtio) {
+    size_t i = 0;
+    while (i < m->virtio_slots_.size() && m->virtio_slots_[i] != v.slot) i++;
+    if (i == m->virtio_slots_.size() || m->virtio_[i]->device().type() != v.device_type)
+      return make_error(ErrorKind::kCorrupt, strfmt("the spore's virtio slot %u does not match this machine", v.slot));
+    auto s = m->virtio_[i]->restore(v.transport);
+    if (!s.ok()) return std::move(s).error().wrap("restoring the spore's devices");
+  }
+  {
+    // Host-side connections did not survive: tell the guest.
+    auto* t = m->virtio_[m->vsock_slot_index()].get();
+    std::lock_guard<std::mutex> g(t->lock());
+    m->vsock_->transport_reset();
+  }
+  m->restored_ = true;
   return m;
 }
 
@@ -68,7 +113,89 @@ Status Machine::start() {
     vcpu_threads_.emplace_back([this, i] { vcpu_loop(i); });
     vcpu_handles_.push_back(vcpu_threads_.back().native_handle());
   }
+  if (restored_) {
+    // The guest learns it was resumed, and devices look at rings that may
+    // hold buffers published just before the capture.
+    generation_->notify_guest();
+    for (auto& t : virtio_) t->kick_all();
+  }
   return ok_status();
+}
+
+size_t Machine::vsock_connections() {
+  std::lock_guard<std::mutex> g(virtio_[vsock_slot_index()]->lock());
+  return vsock_->connection_count();
+}
+
+size_t Machine::vsock_slot_index() const {
+  for (size_t i = 0; i < virtio_.size(); i++)
+    if (&virtio_[i]->device() == vsock_) return i;
+  return 0;
+}
+
+Status Machine::pause() {
+  {
+    std::lock_guard<std::mutex> g(pause_mu_);
+    pause_requested_ = true;
+  }
+  kick_all();
+  loop_->post([this] {
+    std::unique_lock<std::mutex> g(pause_mu_);
+    io_parked_ = true;
+    pause_cv_.notify_all();
+    pause_cv_.wait(g, [this] { return !pause_requested_ || stopping_; });
+    io_parked_ = false;
+  });
+  std::unique_lock<std::mutex> g(pause_mu_);
+  pause_cv_.wait(g, [this] { return (parked_vcpus_ == vcpus_.size() && io_parked_) || stopping_; });
+  if (stopping_) {
+    pause_requested_ = false;
+    pause_cv_.notify_all();
+    auto e = exit_status();
+    return make_error(ErrorKind::kGuest, "the machine exited while pausing" + (e ? ": " + e->message : ""));
+  }
+  return ok_status();
+}
+
+void Machine::unpause() {
+  std::lock_guard<std::mutex> g(pause_mu_);
+  pause_requested_ = false;
+  pause_cv_.notify_all();
+}
+
+void Machine::park_vcpu(size_t index) {
+  // KVM_RUN with immediate_exit set returns at once, but first completes an
+  // MMIO read the last exit left pending: the saved registers then never
+  // describe an instruction halfway done.
+  kvm_run* run = vcpus_[index].run_state();
+  run->immediate_exit = 1;
+  (void)vcpus_[index].run();
+  run->immediate_exit = 0;
+  std::unique_lock<std::mutex> g(pause_mu_);
+  parked_vcpus_++;
+  pause_cv_.notify_all();
+  pause_cv_.wait(g, [this] { return !pause_requested_ || stopping_; });
+  parked_vcpus_--;
+}
+
+Result<MachineState> Machine::save_state() {
+  {
+    std::lock_guard<std::mutex> g(pause_mu_);
+    if (!pause_requested_ || parked_vcpus_ != vcpus_.size())
+      return make_error(ErrorKind::kInternal, "save_state needs a paused machine");
+  }
+  SPORE_ASSIGN_OR_RETURN(MachineState st, save_arch_state());
+  st.uart = uart_->state();
+  st.rtc = rtc_->state();
+  st.generation = generation_->state();
+  for (size_t i = 0; i < virtio_.size(); i++) {
+    VirtioSlotState v;
+    v.slot = virtio_slots_[i];
+    v.device_type = virtio_[i]->device().type();
+    v.transport = virtio_[i]->snapshot();
+    st.virtio.push_back(std::move(v));
+  }
+  return st;
 }
 
 void Machine::shutdown_threads() {
@@ -94,6 +221,10 @@ void Machine::finish(ExitKind kind, std::string message) {
     exit_ = MachineExit{kind, std::move(message)};
   }
   stopping_ = true;
+  {
+    std::lock_guard<std::mutex> g(pause_mu_);
+    pause_cv_.notify_all();  // release parked threads and pause() waiters
+  }
   uint64_t one = 1;
   ssize_t n = ::write(exit_event_.get(), &one, sizeof one);
   (void)n;
@@ -124,6 +255,10 @@ void Machine::vcpu_loop(size_t index) {
   kvm::Vcpu& vcpu = vcpus_[index];
   kvm_run* run = vcpu.run_state();
   while (!stopping_) {
+    if (pause_requested_) {
+      park_vcpu(index);
+      continue;
+    }
     Status s = vcpu.run();
     if (!s.ok()) {
       int e = s.error().sys_errno;

@@ -22,6 +22,28 @@ RtcState Pl031::state() const {
   return s_;
 }
 
+void Pl031::restore(const RtcState& s) {
+  std::lock_guard<std::mutex> g(mu_);
+  s_ = s;
+}
+
+void Pl031::save(Encoder& e, const RtcState& s) {
+  e.u64(static_cast<uint64_t>(s.offset_s));
+  e.u32(s.match);
+  e.u32(s.imsc);
+  e.u32(s.ris);
+}
+
+Result<RtcState> Pl031::load(Decoder& d) {
+  RtcState s;
+  s.offset_s = static_cast<int64_t>(d.u64());
+  s.match = d.u32();
+  s.imsc = d.u32() & 1;
+  s.ris = d.u32() & 1;
+  if (!d.ok()) return make_error(ErrorKind::kCorrupt, "RTC state is truncated");
+  return s;
+}
+
 void Pl031::mmio_read(uint64_t offset, uint8_t* data, size_t len) {
   std::lock_guard<std::mutex> g(mu_);
   uint32_t v = 0;

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <mutex>
 
+#include "base/codec.h"
+#include "base/result.h"
 #include "vmm/devices/mmio_bus.h"
 
 namespace spore::vmm {
@@ -19,6 +21,10 @@ class Pl031 final : public MmioDevice {
   void mmio_read(uint64_t offset, uint8_t* data, size_t len) override;
   void mmio_write(uint64_t offset, const uint8_t* data, size_t len) override;
   RtcState state() const;
+  void restore(const RtcState& s);
+
+  static void save(Encoder& e, const RtcState& s);
+  static Result<RtcState> load(Decoder& d);
 
  private:
   mutable std::mutex mu_;

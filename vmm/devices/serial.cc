@@ -37,6 +37,28 @@ SerialState Pl011::state() const {
   return s_;
 }
 
+void Pl011::restore(const SerialState& s) {
+  std::lock_guard<std::mutex> g(mu_);
+  s_ = s;
+  level_ = false;
+  bool level = (s_.ris & s_.imsc) != 0;
+  if (level && irq_) irq_(true);
+  level_ = level;
+}
+
+void Pl011::save(Encoder& e, const SerialState& s) {
+  for (uint32_t v : {s.ibrd, s.fbrd, s.lcr_h, s.cr, s.ifls, s.imsc, s.ris, s.dmacr}) e.u32(v);
+}
+
+Result<SerialState> Pl011::load(Decoder& d) {
+  SerialState s;
+  for (uint32_t* v : {&s.ibrd, &s.fbrd, &s.lcr_h, &s.cr, &s.ifls, &s.imsc, &s.ris, &s.dmacr}) *v = d.u32();
+  if (!d.ok()) return make_error(ErrorKind::kCorrupt, "UART state is truncated");
+  s.imsc &= 0x7ff;
+  s.ris &= 0x7ff;
+  return s;
+}
+
 void Pl011::update_irq() {
   bool level = (s_.ris & s_.imsc) != 0;
   if (level != level_) {

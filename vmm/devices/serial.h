@@ -6,6 +6,8 @@
 #include <functional>
 #include <mutex>
 
+#include "base/codec.h"
+#include "base/result.h"
 #include "vmm/devices/mmio_bus.h"
 
 namespace spore::vmm {
@@ -26,6 +28,11 @@ class Pl011 final : public MmioDevice {
   void mmio_write(uint64_t offset, const uint8_t* data, size_t len) override;
 
   SerialState state() const;
+  // Puts the registers back and re-drives the interrupt line to match.
+  void restore(const SerialState& s);
+
+  static void save(Encoder& e, const SerialState& s);
+  static Result<SerialState> load(Decoder& d);
 
  private:
   void update_irq();  // with mu_ held

@@ -14,6 +14,7 @@ class Gic {
   // Must run after all vCPUs exist and before any runs: it also initialises.
   static Result<Gic> create(kvm::Vm& vm, uint32_t vcpus);
   int fd() const { return fd_.get(); }
+  UniqueFd take_fd() { return std::move(fd_); }
 
   // KVM_IRQ_LINE encoding of a shared peripheral interrupt.
   static uint32_t spi_irq_line(uint32_t spi);

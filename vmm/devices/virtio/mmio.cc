@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/strings.h"
 
 namespace spore::vmm::virtio {
 namespace {
@@ -101,6 +102,77 @@ bool MmioTransport::live() const {
 }
 
 MmioState MmioTransport::state() const { return st_; }
+
+TransportSnapshot MmioTransport::snapshot() {
+  std::lock_guard<std::mutex> g(mu_);
+  TransportSnapshot snap;
+  snap.mmio = st_;
+  snap.activated = activated_;
+  for (const auto& q : queues_) snap.queues.push_back(q.state());
+  return snap;
+}
+
+Status MmioTransport::restore(const TransportSnapshot& snap) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (snap.queues.size() != queues_.size())
+    return make_error(ErrorKind::kCorrupt, strfmt("virtio-%s: snapshot has %zu queues, the device %zu", device_->name(),
+                                                  snap.queues.size(), queues_.size()));
+  for (size_t i = 0; i < queues_.size(); i++) {
+    if (snap.queues[i].max_size != queues_[i].state().max_size)
+      return make_error(ErrorKind::kCorrupt, strfmt("virtio-%s: queue %zu size limit differs", device_->name(), i));
+    queues_[i].state() = snap.queues[i];
+    if (snap.queues[i].ready) {
+      if (auto v = queues_[i].validate(mem_); !v.ok()) return std::move(v).error().wrap("restoring " + std::string(device_->name()));
+    }
+  }
+  st_ = snap.mmio;
+  if (snap.activated) {
+    SPORE_TRY(device_->activate(*this));
+    activated_ = true;
+  }
+  return ok_status();
+}
+
+void MmioTransport::save(Encoder& e, const TransportSnapshot& s) {
+  e.u32(s.mmio.status);
+  e.u32(s.mmio.device_features_sel);
+  e.u32(s.mmio.driver_features_sel);
+  e.u64(s.mmio.driver_features);
+  e.u32(s.mmio.queue_sel);
+  e.u32(s.mmio.interrupt_status);
+  e.u32(s.mmio.config_generation);
+  e.u8(s.activated ? 1 : 0);
+  e.u32(static_cast<uint32_t>(s.queues.size()));
+  for (const auto& q : s.queues) save_queue_state(e, q);
+}
+
+Result<TransportSnapshot> MmioTransport::load(Decoder& d) {
+  TransportSnapshot s;
+  s.mmio.status = d.u32();
+  s.mmio.device_features_sel = d.u32();
+  s.mmio.driver_features_sel = d.u32();
+  s.mmio.driver_features = d.u64();
+  s.mmio.queue_sel = d.u32();
+  s.mmio.interrupt_status = d.u32();
+  s.mmio.config_generation = d.u32();
+  uint8_t activated = d.u8();
+  uint32_t n = d.u32();
+  if (!d.ok() || activated > 1 || n > 16) return make_error(ErrorKind::kCorrupt, "virtio transport state is malformed");
+  s.activated = activated;
+  for (uint32_t i = 0; i < n; i++) {
+    SPORE_ASSIGN_OR_RETURN(QueueState q, load_queue_state(d));
+    s.queues.push_back(q);
+  }
+  return s;
+}
+
+void MmioTransport::kick_all() {
+  for (auto& fd : notify_fds_) {
+    uint64_t one = 1;
+    ssize_t n = ::write(fd.get(), &one, sizeof one);
+    (void)n;
+  }
+}
 
 void MmioTransport::signal_used(size_t q) {
   if (q < queues_.size() && !queues_[q].needs_interrupt(mem_)) return;

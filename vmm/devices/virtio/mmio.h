@@ -27,6 +27,13 @@ struct MmioState {
   uint32_t config_generation = 0;
 };
 
+// Everything needed to put a transport back as it was.
+struct TransportSnapshot {
+  MmioState mmio;
+  bool activated = false;
+  std::vector<QueueState> queues;
+};
+
 class MmioTransport final : public MmioDevice, public Transport {
  public:
   // Queue notifications arrive on per-queue eventfds watched by loop; the VM
@@ -56,6 +63,17 @@ class MmioTransport final : public MmioDevice, public Transport {
   bool live() const override;
 
   MmioState state() const;
+
+  TransportSnapshot snapshot();
+  // Restores a snapshot onto a freshly created transport: queue layout is
+  // checked against guest memory and a device that was live is activated
+  // again. Errors mean the snapshot cannot be trusted.
+  Status restore(const TransportSnapshot& snap);
+  static void save(Encoder& e, const TransportSnapshot& s);
+  static Result<TransportSnapshot> load(Decoder& d);
+  // Lets the device look at every queue once (after a restore the guest may
+  // have published buffers that were never seen).
+  void kick_all();
 
  private:
   MmioTransport(std::unique_ptr<Device> device, const GuestMemory& mem, std::unique_ptr<IrqLine> irq);

@@ -27,6 +27,32 @@ void store_release16(uint8_t* p, uint16_t v) {
 
 }  // namespace
 
+void save_queue_state(Encoder& e, const QueueState& s) {
+  e.u16(s.max_size);
+  e.u16(s.size);
+  e.u8(s.ready ? 1 : 0);
+  e.u64(s.desc_addr);
+  e.u64(s.avail_addr);
+  e.u64(s.used_addr);
+  e.u16(s.next_avail);
+  e.u16(s.next_used);
+}
+
+Result<QueueState> load_queue_state(Decoder& d) {
+  QueueState s;
+  s.max_size = d.u16();
+  s.size = d.u16();
+  uint8_t ready = d.u8();
+  s.desc_addr = d.u64();
+  s.avail_addr = d.u64();
+  s.used_addr = d.u64();
+  s.next_avail = d.u16();
+  s.next_used = d.u16();
+  if (!d.ok() || ready > 1) return make_error(ErrorKind::kCorrupt, "virtqueue state is malformed");
+  s.ready = ready;
+  return s;
+}
+
 void Queue::reset() {
   uint16_t max = s_.max_size;
   s_ = QueueState{};
@@ -50,6 +76,11 @@ uint16_t Queue::pending(const GuestMemory& mem) const {
   if (!avail || s_.size == 0) return 0;
   uint16_t n = static_cast<uint16_t>(load_acquire16(avail + 2) - s_.next_avail);
   return n > s_.size ? 0 : n;
+}
+
+uint16_t Queue::avail_idx(const GuestMemory& mem) const {
+  const uint8_t* avail = mem.ptr(s_.avail_addr, 4);
+  return avail ? load_acquire16(avail + 2) : 0;
 }
 
 Result<std::optional<DescChain>> Queue::pop(const GuestMemory& mem) {

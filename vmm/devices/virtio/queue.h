@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "base/codec.h"
 #include "base/result.h"
 #include "vmm/memory.h"
 
@@ -48,6 +49,11 @@ struct QueueState {
   uint16_t next_used = 0;
 };
 
+void save_queue_state(Encoder& e, const QueueState& s);
+// Loads and sanity-checks what can be checked without guest memory; the
+// transport validates ring placement against RAM on restore.
+Result<QueueState> load_queue_state(Decoder& d);
+
 class Queue {
  public:
   explicit Queue(uint16_t max_size = 256) { s_.max_size = max_size; }
@@ -74,6 +80,8 @@ class Queue {
 
   // Available entries not yet popped (bounded by size, or 0 if garbage).
   uint16_t pending(const GuestMemory& mem) const;
+  // The driver's avail->idx as it is now.
+  uint16_t avail_idx(const GuestMemory& mem) const;
 
  private:
   QueueState s_;

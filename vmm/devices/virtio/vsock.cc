@@ -1,6 +1,7 @@
 #include "vmm/devices/virtio/vsock.h"
 
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 
 #include <cstring>
 #include <future>
@@ -13,6 +14,7 @@ namespace {
 
 constexpr size_t kRxQueue = 0;
 constexpr size_t kTxQueue = 1;
+constexpr size_t kEventQueue = 2;
 // Host bytes buffered per connection ahead of the guest's rings.
 constexpr size_t kFromHostCap = 256 << 10;
 
@@ -31,6 +33,7 @@ Vsock::Vsock(uint64_t guest_cid, EventLoop& loop) : guest_cid_(guest_cid), loop_
 Vsock::~Vsock() {
   for (auto& [key, c] : conns_)
     if (c.handler) loop_.remove(c.handler);
+  if (reset_timer_handler_) loop_.remove(reset_timer_handler_);
 }
 
 std::mutex& Vsock::mu() { return transport_->lock(); }
@@ -66,7 +69,7 @@ void Vsock::listen(uint32_t host_port, AcceptCallback cb) {
 }
 
 void Vsock::start_connect(uint32_t guest_port, ConnectCallback cb) {
-  if (!transport_->live()) {
+  if (!transport_->live() || awaiting_reset_ack_) {
     pending_connects_.emplace_back(guest_port, std::move(cb));
     return;
   }
@@ -267,8 +270,71 @@ void Vsock::reset() {
 }
 
 void Vsock::notify(size_t q) {
+  if (q == kEventQueue) {
+    if (reset_event_pending_) {
+      deliver_reset_event();
+    } else if (awaiting_reset_ack_ &&
+               transport_->queue(kEventQueue).avail_idx(transport_->memory()) != reset_avail_idx_) {
+      end_reset_wait();  // the guest refilled the buffer: it has handled the event
+    }
+    return;
+  }
   if (q == kTxQueue) process_tx();
   process_rx();
+}
+
+void Vsock::transport_reset() {
+  drop_all();
+  reset_event_pending_ = true;
+  awaiting_reset_ack_ = true;
+  int fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (fd >= 0) {
+    reset_timer_.reset(fd);
+    itimerspec its{};
+    its.it_value.tv_sec = 1;
+    ::timerfd_settime(fd, 0, &its, nullptr);
+    auto id = loop_.add(fd, EPOLLIN, [this](uint32_t) {
+      std::lock_guard<std::mutex> g(mu());
+      end_reset_wait();
+    });
+    if (id.ok()) reset_timer_handler_ = *id;
+  }
+  deliver_reset_event();
+}
+
+void Vsock::deliver_reset_event() {
+  if (!transport_->live()) return;
+  const GuestMemory& mem = transport_->memory();
+  Queue& queue = transport_->queue(kEventQueue);
+  auto next = queue.pop(mem);
+  if (!next.ok()) {
+    transport_->fail(next.error());
+    return;
+  }
+  if (!*next) return;  // no buffer yet: delivered when the guest posts one
+  uint32_t event_id = 0;  // VIRTIO_VSOCK_EVENT_TRANSPORT_RESET
+  ChainWriter w(mem, **next);
+  w.write(&event_id, sizeof event_id);
+  if (auto st = queue.push_used(mem, (*next)->head, static_cast<uint32_t>(w.written())); !st.ok()) {
+    transport_->fail(st.error());
+    return;
+  }
+  reset_event_pending_ = false;
+  reset_avail_idx_ = queue.avail_idx(mem);
+  transport_->signal_used(kEventQueue);
+}
+
+void Vsock::end_reset_wait() {
+  if (reset_timer_handler_) {
+    loop_.remove(reset_timer_handler_);
+    reset_timer_handler_ = 0;
+  }
+  reset_timer_.reset();
+  if (!awaiting_reset_ack_) return;
+  awaiting_reset_ack_ = false;
+  auto pending = std::move(pending_connects_);
+  pending_connects_.clear();
+  for (auto& [port, cb] : pending) start_connect(port, std::move(cb));
 }
 
 void Vsock::process_tx() {

@@ -85,6 +85,12 @@ class Vsock final : public Device {
 
   size_t connection_count() const { return conns_.size(); }
 
+  // After a restore: tells the guest that every connection it had is gone
+  // (VIRTIO_VSOCK_EVENT_TRANSPORT_RESET). New host connections wait until
+  // the guest has processed the event, or a second has passed, so they are
+  // not torn down by it. Call with the transport lock held.
+  void transport_reset();
+
  private:
   struct Conn {
     uint32_t host_port = 0;
@@ -134,6 +140,8 @@ class Vsock final : public Device {
   void process_rx();
   void handle_packet(const VsockHeader& h, const DescChain& chain);
   bool has_rx_work() const;
+  void deliver_reset_event();
+  void end_reset_wait();
 
   uint64_t guest_cid_;
   EventLoop& loop_;
@@ -143,6 +151,11 @@ class Vsock final : public Device {
   std::deque<VsockHeader> control_;
   std::deque<std::pair<uint32_t, ConnectCallback>> pending_connects_;  // before the driver is up
   uint32_t next_ephemeral_ = 49152;
+  bool reset_event_pending_ = false;  // TRANSPORT_RESET not yet in a guest buffer
+  bool awaiting_reset_ack_ = false;   // delivered, guest has not refilled the event queue yet
+  uint16_t reset_avail_idx_ = 0;      // event queue's avail->idx when the event went out
+  UniqueFd reset_timer_;
+  EventLoop::HandlerId reset_timer_handler_ = 0;
 };
 
 }  // namespace spore::vmm::virtio

@@ -1,0 +1,132 @@
+#include "vmm/cli/common.h"
+
+#include <limits.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "base/exit_codes.h"
+#include "base/strings.h"
+
+namespace spore::cli {
+
+int64_t mono_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1'000'000'000ll + ts.tv_nsec;
+}
+
+const int64_t g_start_ns = mono_ns();
+
+double ms_since_start(int64_t t_ns) { return t_ns ? (t_ns - g_start_ns) / 1e6 : -1.0; }
+
+int fail(const Error& e) {
+  std::fprintf(stderr, "spore-vm: %s\n", e.message.c_str());
+  return exit_code_for(e);
+}
+
+std::string default_assets_dir() {
+  if (const char* env = std::getenv("SPORE_ASSETS"); env && *env) return env;
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "share/spore";
+  std::string exe(buf, static_cast<size_t>(n));
+  return exe.substr(0, exe.rfind('/')) + "/../share/spore";
+}
+
+std::string default_cmdline(bool console, bool read_only, bool no_rootfs) {
+  std::string c = console ? "console=ttyAMA0 loglevel=6" : "console=ttyAMA0 quiet";
+  // The generation device is driven from user space through UIO.
+  c += " panic=-1 random.trust_bootloader=on uio_pdrv_genirq.of_id=spore,generation";
+  if (read_only) c += " spore.rootmode=ro";
+  else if (no_rootfs) c += " spore.rootmode=none";
+  return c;
+}
+
+void add_exec_options(CLI::App* app, ExecOptions& o) {
+  app->add_option("-e,--env", o.env, "set KEY=VALUE in the command's environment");
+  app->add_option("-w,--workdir", o.workdir, "working directory in the guest (default /)");
+  app->add_option("-u,--user", o.user, "user[:group] to run as (default root)");
+  app->add_flag("-i,--interactive", o.interactive, "forward stdin to the command");
+  app->add_flag("-t,--tty", o.tty, "run the command on a pseudo-terminal");
+  app->add_option("--timeout", o.timeout, "kill the command after DURATION (exit 124), e.g. 30s");
+  app->add_flag("--console", o.console, "show the guest's kernel console on stderr");
+  app->add_flag("--timings", o.timings, "print timings on stderr");
+  app->add_option("command", o.command, "command and arguments (after --)")->take_all();
+}
+
+Result<proto::ExecRequest> make_request(const ExecOptions& o) {
+  proto::ExecRequest req;
+  if (!o.timeout.empty()) {
+    auto t = parse_duration_ms(o.timeout);
+    if (!t || *t == 0 || *t > UINT32_MAX)
+      return make_error(ErrorKind::kUsage, "--timeout: expected a duration like 30s, 500ms or 2m");
+    req.timeout_ms = static_cast<uint32_t>(*t);
+  }
+  for (const auto& e : o.env)
+    if (e.find('=') == std::string::npos || e[0] == '=')
+      return make_error(ErrorKind::kUsage, "-e " + e + ": expected KEY=VALUE");
+  req.argv = o.command;
+  req.env = o.env;
+  req.cwd = o.workdir;
+  req.user = o.user;
+  return req;
+}
+
+UniqueFd forwarded_signals() {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&sigs, s);
+  sigprocmask(SIG_BLOCK, &sigs, nullptr);
+  return UniqueFd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
+}
+
+int run_command(vmm::Machine& m, const proto::ExecRequest& req_in, const ExecOptions& o, int sig_fd,
+                const vmm::ConsoleLog& console, int64_t* first_output_ns, int interrupt_fd) {
+  proto::ExecRequest req = req_in;
+  agent::ExecIo io;
+  io.signal_fd = sig_fd;
+  io.interrupt_fd = interrupt_fd;
+  if (o.interactive) io.stdin_fd = STDIN_FILENO;
+  std::unique_ptr<agent::RawTerminal> raw;
+  if (o.tty) {
+    req.flags |= proto::kExecTty;
+    io.tty_fd = STDIN_FILENO;
+    if (auto sz = agent::terminal_size(STDIN_FILENO)) {
+      req.rows = sz->first;
+      req.cols = sz->second;
+    }
+    if (o.interactive && ::isatty(STDIN_FILENO)) raw = std::make_unique<agent::RawTerminal>(STDIN_FILENO);
+  }
+  auto outcome = vmm::exec_in_guest(m, req, io);
+  raw.reset();
+  if (first_output_ns) *first_output_ns = outcome.ok() ? outcome->first_output_ns : 0;
+  if (!outcome.ok()) {
+    std::fprintf(stderr, "spore-vm: %s\n", outcome.error().message.c_str());
+    std::string tail = console.tail(20);
+    if (!tail.empty() && !o.console) std::fprintf(stderr, "spore-vm: last guest console output:\n%s\n", tail.c_str());
+    return exit_code_for(outcome.error());
+  }
+  if (outcome->interrupted) return kStatusInterrupted;
+  if (outcome->refused) {
+    const auto& r = *outcome->refused;
+    std::fprintf(stderr, "spore-vm: %s\n", r.message.c_str());
+    switch (r.code) {
+      case proto::ErrorCode::kNotFound: return kExitNotFound;
+      case proto::ErrorCode::kNotExecutable:
+      case proto::ErrorCode::kStartFailed: return kExitCannotRun;
+      default: return kExitProtocol;
+    }
+  }
+  const auto& e = *outcome->exit;
+  if (e.reason == proto::ExitReason::kTimedOut) {
+    std::fprintf(stderr, "spore-vm: command timed out after %s\n", o.timeout.c_str());
+    return kExitTimeout;
+  }
+  return e.status;
+}
+
+}  // namespace spore::cli

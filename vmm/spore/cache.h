@@ -1,0 +1,37 @@
+// The per-user cache of materialised spore RAM and verified file digests.
+// $SPORE_CACHE_DIR, else $XDG_CACHE_HOME/spore, else ~/.cache/spore.
+// Entries are written atomically and may be deleted at any time.
+#pragma once
+
+#include <string>
+
+#include "base/result.h"
+#include "base/sha256.h"
+#include "vmm/spore/memory.h"
+
+namespace spore::vmm {
+
+class Cache {
+ public:
+  static Result<Cache> open();
+  static Result<Cache> open_at(const std::string& dir);
+  const std::string& dir() const { return dir_; }
+
+  // The RAM file for a memory index (keyed by the index's digest, so forks
+  // of one spore share it), materialising it from the store the first time.
+  // Concurrent first callers serialise on a lock; one writes, all use it.
+  Result<std::string> ram_file(const MemoryIndex& idx, const Digest& index_digest, const ChunkStore& store,
+                               bool* materialized = nullptr);
+  // Where the RAM file for index_digest lives (it may not exist).
+  std::string ram_path(const Digest& index_digest) const;
+
+  // SHA-256 of a file, remembered per (path, device, inode, size, mtime,
+  // ctime) so an unchanged file is hashed once.
+  Result<Digest> file_digest(const std::string& path);
+
+ private:
+  explicit Cache(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+};
+
+}  // namespace spore::vmm

@@ -1,0 +1,49 @@
+// Sealing a running machine into a spore, and bringing one back.
+// Shared by spore-vm and the stub.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "vmm/machine.h"
+#include "vmm/spore/cache.h"
+#include "vmm/spore/spore.h"
+
+namespace spore::vmm {
+
+struct CaptureOptions {
+  std::string dir;        // the new spore directory (must not exist or be empty)
+  std::string store_dir;  // shared chunk store; empty: dir/chunks
+  uint32_t chunk_size = kDefaultChunkSize;
+  int settle_ms = 2000;   // how long to wait for vsock connections to close
+};
+
+struct CaptureReport {
+  Spore spore;
+  CaptureStats stats;
+  double pause_ms = 0, save_ms = 0, memory_ms = 0, total_ms = 0;
+};
+
+// Waits for host connections to drain (bounded), pauses the machine, saves
+// its state and RAM, and writes the spore atomically. The machine stays
+// paused: the caller stops it or calls unpause().
+Result<CaptureReport> capture_spore(Machine& machine, const CaptureOptions& opts, Cache& cache);
+
+struct ResumeOptions {
+  std::string rootfs_override;  // use this image instead of the recorded path (same digest required)
+  std::function<void(const char*, size_t)> console;
+};
+
+struct ResumeReport {
+  bool materialized = false;  // the RAM file had to be built from chunks
+  double prepare_ms = 0;      // verify + materialise
+  double restore_ms = 0;      // VM built and state loaded
+};
+
+// Verifies the spore (state and index digests, rootfs digest), makes sure its
+// RAM file is in the cache, and restores a machine from it (not yet started).
+Result<std::unique_ptr<Machine>> resume_spore(const Spore& spore, const ResumeOptions& opts, Cache& cache,
+                                              ResumeReport* report = nullptr);
+
+}  // namespace spore::vmm
