@@ -13,6 +13,7 @@
 #include <string>
 
 #include "base/fd.h"
+#include "base/log.h"
 #include "base/strings.h"
 
 namespace spore::agent {
@@ -84,6 +85,12 @@ Result<ExecOutcome> run_exec(int conn, const proto::ExecRequest& req_in, const E
   proto::FrameReader reader;
   std::string buf(64 << 10, '\0');
   int64_t first_output_ns = 0;
+  int64_t start_ns;
+  {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    start_ns = ts.tv_sec * 1'000'000'000ll + ts.tv_nsec;
+  }
   auto mark_output = [&] {
     if (first_output_ns) return;
     timespec ts;
@@ -149,6 +156,11 @@ Result<ExecOutcome> run_exec(int conn, const proto::ExecRequest& req_in, const E
         const proto::Frame& fr = **f;
         switch (static_cast<proto::Type>(fr.type)) {
           case proto::Type::kStarted:
+            if (log_level() >= LogLevel::kInfo) {
+              timespec ts;
+              clock_gettime(CLOCK_MONOTONIC, &ts);
+              LOG_INFO("agent started the command at %.1f ms", (ts.tv_sec * 1e9 + ts.tv_nsec - start_ns) / 1e6);
+            }
             break;
           case proto::Type::kStdout:
             mark_output();

@@ -4,7 +4,9 @@
 #include <grp.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -19,12 +21,6 @@ namespace spore::agent {
 namespace {
 
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-// What the child reports through the exec-status pipe when it fails.
-struct ChildFailure {
-  int stage;  // 1 chdir, 2 user, 3 exec, 4 stdio/tty
-  int err;
-};
 
 std::string env_get(const std::vector<std::string>& env, const std::string& key) {
   std::string prefix = key + "=";
@@ -51,11 +47,50 @@ bool is_executable_file(const std::string& path, int* err) {
   return true;
 }
 
-[[noreturn]] void child_fail(int pipe_fd, int stage) {
-  ChildFailure f{stage, errno};
-  ssize_t n = ::write(pipe_fd, &f, sizeof f);
-  (void)n;
-  _exit(127);
+// What the child of spawn() needs; it also reports failure here (shared memory).
+struct ChildArgs {
+  bool tty;
+  const char* pty_name;
+  int in, out, err;
+  const gid_t* groups;
+  size_t ngroups;
+  uid_t uid;
+  gid_t gid;
+  const char* cwd;
+  const char* exe;
+  char* const* argv;
+  char* const* envp;
+  int fail_stage = 0;  // 1 chdir, 2 user, 3 exec, 4 stdio/tty
+  int fail_errno = 0;
+};
+
+// Runs in the child, on its own stack, sharing the agent's memory until
+// execve: system calls only.
+int child_main(void* arg) {
+  auto* a = static_cast<ChildArgs*>(arg);
+  auto fail = [a](int stage) {
+    a->fail_errno = errno;
+    a->fail_stage = stage;
+    _exit(127);
+  };
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int s = 1; s < NSIG; s++) ::signal(s, SIG_DFL);
+  ::setsid();
+  if (a->tty) {
+    int t = ::open(a->pty_name, O_RDWR);
+    if (t < 0 || ::ioctl(t, TIOCSCTTY, 0) < 0) fail(4);
+    if (::dup2(t, 0) < 0 || ::dup2(t, 1) < 0 || ::dup2(t, 2) < 0) fail(4);
+    if (t > 2) ::close(t);
+  } else if (::dup2(a->in, 0) < 0 || ::dup2(a->out, 1) < 0 || ::dup2(a->err, 2) < 0) {
+    fail(4);
+  }
+  if (::setgroups(a->ngroups, a->groups) < 0 || ::setgid(a->gid) < 0 || ::setuid(a->uid) < 0) fail(2);
+  if (::chdir(a->cwd) < 0) fail(1);
+  ::execve(a->exe, a->argv, a->envp);
+  fail(3);
+  return 127;
 }
 
 // Merges request env over defaults: later KEY=... replaces earlier.
@@ -177,67 +212,59 @@ Result<Child> spawn(const proto::ExecRequest& req, const SpawnContext& ctx, Spaw
     pty_name = buf;
   }
 
-  // Everything the child needs, prepared before fork: after it only
-  // async-signal-safe calls.
+  // Everything the child needs, prepared up front: the child shares our
+  // memory (CLONE_VM) and may only make system calls.
   std::vector<char*> argv, envp;
   for (const auto& a : req.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
 
-  if (::pipe2(p, O_CLOEXEC) < 0) return fail(proto::ErrorCode::kStartFailed, "pipe failed");
-  UniqueFd status_r(p[0]), status_w(p[1]);
+  ChildArgs ca;
+  ca.tty = tty;
+  ca.pty_name = pty_name.c_str();
+  ca.in = child_in.get();
+  ca.out = child_out.get();
+  ca.err = child_err.get();
+  ca.groups = user->groups.data();
+  ca.ngroups = user->groups.size();
+  ca.uid = user->uid;
+  ca.gid = user->gid;
+  ca.cwd = cwd.c_str();
+  ca.exe = exe->c_str();
+  ca.argv = argv.data();
+  ca.envp = envp.data();
 
-  pid_t pid = ::fork();
-  if (pid < 0) return fail(proto::ErrorCode::kStartFailed, strfmt("fork: %s", std::strerror(errno)));
-  if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int s = 1; s < NSIG; s++) ::signal(s, SIG_DFL);
-    ::setsid();
-    if (tty) {
-      int s = ::open(pty_name.c_str(), O_RDWR);
-      if (s < 0 || ::ioctl(s, TIOCSCTTY, 0) < 0) child_fail(status_w.get(), 4);
-      if (::dup2(s, 0) < 0 || ::dup2(s, 1) < 0 || ::dup2(s, 2) < 0) child_fail(status_w.get(), 4);
-      if (s > 2) ::close(s);
-    } else {
-      if (::dup2(child_in.get(), 0) < 0 || ::dup2(child_out.get(), 1) < 0 || ::dup2(child_err.get(), 2) < 0)
-        child_fail(status_w.get(), 4);
-    }
-    if (::setgroups(user->groups.size(), user->groups.data()) < 0 || ::setgid(user->gid) < 0 ||
-        ::setuid(user->uid) < 0)
-      child_fail(status_w.get(), 2);
-    if (::chdir(cwd.c_str()) < 0) child_fail(status_w.get(), 1);
-    ::execve(exe->c_str(), argv.data(), envp.data());
-    child_fail(status_w.get(), 3);
-  }
-  status_w.reset();
+  // clone(CLONE_VM | CLONE_VFORK) rather than fork(): no copy of the agent's
+  // page tables and no copy-on-write faults, which a freshly resumed guest
+  // would pay for page by page. We resume once the child has exec'd or died.
+  constexpr size_t kStack = 64 << 10;
+  void* stack = ::mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return fail(proto::ErrorCode::kStartFailed, "cannot allocate a stack for the child");
+  pid_t pid = ::clone(child_main, static_cast<char*>(stack) + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &ca);
+  int clone_errno = errno;
+  ::munmap(stack, kStack);
+  if (pid < 0) return fail(proto::ErrorCode::kStartFailed, strfmt("clone: %s", std::strerror(clone_errno)));
   child_in.reset();
   child_out.reset();
   child_err.reset();
 
-  ChildFailure f{};
-  ssize_t n;
-  do {
-    n = ::read(status_r.get(), &f, sizeof f);
-  } while (n < 0 && errno == EINTR);
-  if (n == static_cast<ssize_t>(sizeof f)) {
+  if (ca.fail_stage) {
     int st;
     while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
-    switch (f.stage) {
+    switch (ca.fail_stage) {
       case 1:
-        return fail(proto::ErrorCode::kStartFailed, strfmt("chdir to %s: %s", cwd.c_str(), std::strerror(f.err)));
+        return fail(proto::ErrorCode::kStartFailed, strfmt("chdir to %s: %s", cwd.c_str(), std::strerror(ca.fail_errno)));
       case 2:
         return fail(proto::ErrorCode::kStartFailed,
-                    strfmt("cannot switch to user '%s': %s", req.user.c_str(), std::strerror(f.err)));
+                    strfmt("cannot switch to user '%s': %s", req.user.c_str(), std::strerror(ca.fail_errno)));
       case 3:
-        if (f.err == ENOENT)
+        if (ca.fail_errno == ENOENT)
           return fail(proto::ErrorCode::kNotFound, strfmt("exec %s: no such file or directory", exe->c_str()));
-        return fail(proto::ErrorCode::kNotExecutable, strfmt("exec %s: %s", exe->c_str(), std::strerror(f.err)));
+        return fail(proto::ErrorCode::kNotExecutable, strfmt("exec %s: %s", exe->c_str(), std::strerror(ca.fail_errno)));
       default:
-        return fail(proto::ErrorCode::kStartFailed, strfmt("setting up stdio: %s", std::strerror(f.err)));
+        return fail(proto::ErrorCode::kStartFailed, strfmt("setting up stdio: %s", std::strerror(ca.fail_errno)));
     }
   }
   c.pid = pid;

@@ -8,6 +8,7 @@
 
 #include <chrono>
 
+#include "base/log.h"
 #include "base/strings.h"
 
 namespace spore::vmm {
@@ -104,7 +105,10 @@ Result<proto::Hello> AgentReady::wait(int timeout_ms, int sig_fd) {
 }
 
 Result<agent::ExecOutcome> exec_in_guest(Machine& m, const proto::ExecRequest& req, agent::ExecIo io) {
+  auto t0 = std::chrono::steady_clock::now();
   auto conn = m.vsock().connect_wait(proto::kAgentPort, 30'000);
+  LOG_INFO("vsock connect to the agent took %.1f ms",
+           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   if (!conn.ok()) return std::move(conn).error().wrap("connecting to the guest agent");
   io.cancel_fd = m.exit_fd();
   return agent::run_exec(conn->get(), req, io);

@@ -56,7 +56,7 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
   ::signal(SIGPIPE, SIG_IGN);
   timespec start;
   clock_gettime(CLOCK_MONOTONIC, &start);
-  bool out_open = true, err_open = true;
+  bool out_open = true, err_open = true, signalled = false;
   char buf[65536];
   while (out_open || err_open) {
     pollfd fds[3];
@@ -81,6 +81,11 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
       else if (k == 0 || errno != EINTR) open = false;
     };
     drain(oi, out[0], r.out, out_open);
+    if (!opts.kill_after_output.empty() && opts.kill_signal && r.out.find(opts.kill_after_output) != std::string::npos &&
+        !signalled) {
+      ::kill(pid, opts.kill_signal);
+      signalled = true;
+    }
     drain(ei, err[0], r.err, err_open);
     if (ii >= 0 && fds[ii].revents) {
       ssize_t k = ::write(in_fd, opts.stdin_data.data() + in_off, opts.stdin_data.size() - in_off);

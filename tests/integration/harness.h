@@ -19,6 +19,9 @@ struct RunOptions {
   bool stdin_open = false;  // give the child a pipe (with stdin_data) instead of /dev/null
   int timeout_s = 600;
   std::vector<std::string> env;  // extra KEY=VALUE
+  // Send kill_signal to the process once its stdout contains this text.
+  std::string kill_after_output;
+  int kill_signal = 0;
 };
 
 RunResult run(const std::vector<std::string>& argv, const RunOptions& opts = {});

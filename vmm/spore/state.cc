@@ -18,6 +18,7 @@ enum Tag : uint32_t {
   kTagRtc = 4,
   kTagGeneration = 5,
   kTagVirtio = 6,
+  kTagEnd = 0xffffffff,  // last section, empty: a file cut at a section boundary is still caught
 };
 
 constexpr uint32_t kMaxSection = 16u << 20;
@@ -158,6 +159,8 @@ std::string encode_machine_state(const MachineState& s) {
     virtio::MmioTransport::save(b, v.transport);
     section(out, kTagVirtio, b);
   }
+  Encoder end;
+  section(out, kTagEnd, end);
   return out.take();
 }
 
@@ -170,13 +173,16 @@ Result<MachineState> decode_machine_state(std::string_view data) {
     return make_error(ErrorKind::kCorrupt, strfmt("spore state version %u is not supported", version));
   MachineState s;
   s.board_version = d.u32();
-  bool have_gic = false, have_uart = false, have_rtc = false, have_gen = false;
-  while (d.ok() && d.remaining() > 0) {
+  bool have_gic = false, have_uart = false, have_rtc = false, have_gen = false, ended = false;
+  while (d.ok() && d.remaining() > 0 && !ended) {
     uint32_t tag = d.u32();
     uint32_t len = d.u32();
     if (!d.ok() || len > kMaxSection || len > d.remaining()) return corrupt("section overruns the file");
     Decoder body(d.view(len));
     switch (tag) {
+      case kTagEnd:
+        ended = true;
+        break;
       case kTagVcpu: {
         SPORE_ASSIGN_OR_RETURN(VcpuState v, load_vcpu(body));
         s.vcpus.push_back(std::move(v));
@@ -215,7 +221,7 @@ Result<MachineState> decode_machine_state(std::string_view data) {
     }
     if (!body.done()) return corrupt("section has trailing or missing bytes");
   }
-  if (!d.done()) return corrupt("truncated");
+  if (!ended || !d.done()) return corrupt("truncated or followed by garbage");
   if (s.vcpus.empty() || !have_gic || !have_uart || !have_rtc || !have_gen) return corrupt("a required section is missing");
   for (size_t i = 0; i < s.vcpus.size(); i++)
     if (s.vcpus[i].index != i) return corrupt("vCPU sections out of order");

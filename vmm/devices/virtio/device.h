@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <string>
+#include <string_view>
 
 #include "base/result.h"
 #include "vmm/devices/virtio/queue.h"
@@ -78,6 +80,13 @@ class Device {
   virtual void reset() = 0;
   // The driver made buffers available on queue q.
   virtual void notify(size_t q) = 0;
+
+  // Device-specific state beyond the transport's, for spores (opaque bytes,
+  // encoded next to the device). Called with the transport lock held.
+  virtual std::string save_device_state() const { return {}; }
+  virtual Status load_device_state(std::string_view data) {
+    return data.empty() ? ok_status() : make_error(ErrorKind::kCorrupt, "unexpected device state");
+  }
 
  protected:
   Transport* transport_ = nullptr;

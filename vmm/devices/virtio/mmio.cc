@@ -109,6 +109,7 @@ TransportSnapshot MmioTransport::snapshot() {
   snap.mmio = st_;
   snap.activated = activated_;
   for (const auto& q : queues_) snap.queues.push_back(q.state());
+  snap.device_state = device_->save_device_state();
   return snap;
 }
 
@@ -126,6 +127,7 @@ Status MmioTransport::restore(const TransportSnapshot& snap) {
     }
   }
   st_ = snap.mmio;
+  SPORE_TRY(device_->load_device_state(snap.device_state));
   if (snap.activated) {
     SPORE_TRY(device_->activate(*this));
     activated_ = true;
@@ -144,6 +146,7 @@ void MmioTransport::save(Encoder& e, const TransportSnapshot& s) {
   e.u8(s.activated ? 1 : 0);
   e.u32(static_cast<uint32_t>(s.queues.size()));
   for (const auto& q : s.queues) save_queue_state(e, q);
+  e.str(s.device_state);
 }
 
 Result<TransportSnapshot> MmioTransport::load(Decoder& d) {
@@ -163,6 +166,8 @@ Result<TransportSnapshot> MmioTransport::load(Decoder& d) {
     SPORE_ASSIGN_OR_RETURN(QueueState q, load_queue_state(d));
     s.queues.push_back(q);
   }
+  s.device_state = d.str();
+  if (!d.ok() || s.device_state.size() > 4096) return make_error(ErrorKind::kCorrupt, "virtio device state is malformed");
   return s;
 }
 

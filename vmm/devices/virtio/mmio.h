@@ -32,6 +32,7 @@ struct TransportSnapshot {
   MmioState mmio;
   bool activated = false;
   std::vector<QueueState> queues;
+  std::string device_state;  // Device::save_device_state()
 };
 
 class MmioTransport final : public MmioDevice, public Transport {

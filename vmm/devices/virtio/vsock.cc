@@ -6,6 +6,7 @@
 #include <cstring>
 #include <future>
 
+#include "base/codec.h"
 #include "base/log.h"
 #include "base/strings.h"
 
@@ -283,8 +284,28 @@ void Vsock::notify(size_t q) {
   process_rx();
 }
 
+std::string Vsock::save_device_state() const {
+  Encoder e;
+  e.u32(static_cast<uint32_t>(conns_.size()));
+  e.u32(next_ephemeral_);
+  return e.take();
+}
+
+Status Vsock::load_device_state(std::string_view data) {
+  Decoder d(data);
+  connections_at_capture_ = d.u32();
+  // The guest may still hold sockets (reset, not yet closed) named by host
+  // ports used before the capture; a new connection reusing such a port
+  // would be refused. Continue numbering where the parent stopped.
+  uint32_t next = d.u32();
+  if (!d.done()) return make_error(ErrorKind::kCorrupt, "vsock device state is malformed");
+  next_ephemeral_ = next >= 49152 ? next : 49152;
+  return ok_status();
+}
+
 void Vsock::transport_reset() {
   drop_all();
+  if (connections_at_capture_ == 0) return;
   reset_event_pending_ = true;
   awaiting_reset_ack_ = true;
   int fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);

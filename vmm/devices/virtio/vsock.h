@@ -88,8 +88,15 @@ class Vsock final : public Device {
   // After a restore: tells the guest that every connection it had is gone
   // (VIRTIO_VSOCK_EVENT_TRANSPORT_RESET). New host connections wait until
   // the guest has processed the event, or a second has passed, so they are
-  // not torn down by it. Call with the transport lock held.
+  // not torn down by it. Skipped when the spore was captured with no
+  // connection open: then the guest has none to lose. Call with the
+  // transport lock held.
   void transport_reset();
+
+  // The spore records how many connections were open at capture and the
+  // next host port to use.
+  std::string save_device_state() const override;
+  Status load_device_state(std::string_view data) override;
 
  private:
   struct Conn {
@@ -154,6 +161,7 @@ class Vsock final : public Device {
   bool reset_event_pending_ = false;  // TRANSPORT_RESET not yet in a guest buffer
   bool awaiting_reset_ack_ = false;   // delivered, guest has not refilled the event queue yet
   uint16_t reset_avail_idx_ = 0;      // event queue's avail->idx when the event went out
+  uint32_t connections_at_capture_ = 1;  // until a spore says otherwise, assume some
   UniqueFd reset_timer_;
   EventLoop::HandlerId reset_timer_handler_ = 0;
 };

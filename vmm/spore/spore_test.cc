@@ -1,0 +1,341 @@
+// Spore formats and storage: chunk store, memory index, state file,
+// manifest, materialisation and forking, without KVM.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "vmm/spore/cache.h"
+#include "vmm/spore/chunk_store.h"
+#include "vmm/spore/manifest.h"
+#include "vmm/spore/memory.h"
+#include "vmm/spore/spore.h"
+#include "vmm/spore/state.h"
+
+using namespace spore;
+using namespace spore::vmm;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  TempDir() {
+    char tmpl[] = "/tmp/spore-test-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string path;
+};
+
+void flip_byte(const std::string& path, size_t offset) {
+  ::chmod(path.c_str(), 0644);
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c;
+  f.get(c);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.put(static_cast<char>(c ^ 0x40));
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// 4 MiB of "RAM": a few distinct chunks, a duplicate, and zeros.
+std::vector<uint8_t> sample_ram(uint32_t chunk) {
+  std::vector<uint8_t> ram(4 << 20, 0);
+  std::mt19937 rng(7);
+  for (size_t i = 0; i < chunk; i++) ram[i] = static_cast<uint8_t>(rng());          // chunk 0: random
+  std::memset(ram.data() + 2 * chunk, 'a', chunk);                                   // chunk 2
+  std::memcpy(ram.data() + 5 * chunk, ram.data() + 2 * chunk, chunk);                // chunk 5: duplicate of 2
+  ram[9 * chunk + 17] = 1;                                                           // chunk 9: nearly zero
+  return ram;
+}
+
+PlatformFacts sample_platform() {
+  PlatformFacts p;
+  p.arch = "aarch64";
+  p.board_version = 1;
+  p.page_size = 4096;
+  p.ipa_bits = 40;
+  p.vcpu_target = 5;
+  p.vcpu_features = 4;
+  p.gic = "v3";
+  p.gic_iidr = 0x4b00343b;
+  p.kvm_caps = {"IOEVENTFD", "IRQFD"};
+  p.id_regs = {{"MIDR_EL1", 0x410fd0c1}, {"ID_AA64ISAR0_EL1", 0x1111}};
+  p.reg_list_sha256 = std::string(64, 'a');
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("the chunk store keeps each chunk once and verifies it on read", "[spore][store]") {
+  TempDir t;
+  auto store = ChunkStore::open(t.path + "/chunks", true);
+  REQUIRE(store.ok());
+  std::vector<uint8_t> data(65536, 'x');
+  Digest d = sha256(data.data(), data.size());
+  auto n = store->put(d, data.data(), data.size());
+  REQUIRE(n.ok());
+  CHECK(*n < data.size());  // compressed
+  CHECK(store->contains(d));
+  CHECK(*store->put(d, data.data(), data.size()) == *n);  // second put is a no-op
+  std::vector<uint8_t> back(data.size());
+  REQUIRE(store->get(d, back.data(), back.size()).ok());
+  CHECK(back == data);
+
+  SECTION("a flipped byte is refused") {
+    flip_byte(store->path_for(d), 10);
+    auto s = store->get(d, back.data(), back.size());
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().kind == ErrorKind::kCorrupt);
+  }
+  SECTION("a chunk whose content does not match its name is refused") {
+    std::vector<uint8_t> other(65536, 'y');
+    Digest od = sha256(other.data(), other.size());
+    REQUIRE(store->put(od, other.data(), other.size()).ok());
+    fs::copy_file(store->path_for(od), store->path_for(d), fs::copy_options::overwrite_existing);
+    auto s = store->get(d, back.data(), back.size());
+    REQUIRE_FALSE(s.ok());
+    CHECK_THAT(s.error().message, Catch::Contains("does not match its name"));
+  }
+  SECTION("a missing chunk is refused") {
+    fs::remove(store->path_for(d));
+    CHECK_FALSE(store->get(d, back.data(), back.size()).ok());
+  }
+  SECTION("the wrong decompressed length is refused") {
+    std::vector<uint8_t> small(4096);
+    CHECK_FALSE(store->get(d, small.data(), small.size()).ok());
+  }
+}
+
+TEST_CASE("capture elides zero chunks, deduplicates, and materialises byte-exact", "[spore][memory]") {
+  TempDir t;
+  const uint32_t cs = 64 << 10;
+  auto ram = sample_ram(cs);
+  auto store = ChunkStore::open(t.path + "/chunks", true);
+  REQUIRE(store.ok());
+  CaptureStats st;
+  auto idx = capture_memory(ram.data(), ram.size(), cs, *store, nullptr, &st);
+  REQUIRE(idx.ok());
+  CHECK(idx->entries.size() == 4);  // chunks 0, 2, 5, 9
+  CHECK(st.chunks == 4);
+  CHECK(st.new_chunks == 3);  // 5 duplicates 2
+  CHECK(idx->entries[1].digest == idx->entries[2].digest);
+
+  auto decoded = decode_memory_index(encode_memory_index(*idx));
+  REQUIRE(decoded.ok());
+  CHECK(decoded->entries.size() == 4);
+  CHECK(decoded->entries[3].index == 9);
+
+  std::string path = t.path + "/ram";
+  REQUIRE(materialize_memory(*idx, *store, path).ok());
+  std::string back = slurp(path);
+  REQUIRE(back.size() == ram.size());
+  CHECK(std::memcmp(back.data(), ram.data(), ram.size()) == 0);
+
+  SECTION("known-zero chunks are skipped without reading") {
+    auto skip_all = capture_memory(ram.data(), ram.size(), cs, *store, [](uint64_t) { return true; }, nullptr);
+    REQUIRE(skip_all.ok());
+    CHECK(skip_all->entries.empty());
+  }
+  SECTION("materialising from a corrupt chunk fails and leaves no file") {
+    flip_byte(store->path_for(idx->entries[0].digest), 5);
+    std::string p2 = t.path + "/ram2";
+    CHECK_FALSE(materialize_memory(*idx, *store, p2).ok());
+    CHECK_FALSE(fs::exists(p2));
+    for (const auto& e : fs::directory_iterator(t.path)) CHECK(e.path().filename().string().find("tmp") == std::string::npos);
+  }
+}
+
+TEST_CASE("malformed memory indexes are rejected", "[spore][memory]") {
+  MemoryIndex idx;
+  idx.chunk_size = 4096;
+  idx.ram_size = 1 << 20;
+  idx.entries = {{1, 10, {}}, {5, 10, {}}};
+  std::string good = encode_memory_index(idx);
+  REQUIRE(decode_memory_index(good).ok());
+  for (size_t n = 0; n < good.size(); n++) CHECK_FALSE(decode_memory_index(good.substr(0, n)).ok());
+  CHECK_FALSE(decode_memory_index(good + "x").ok());
+  idx.entries = {{5, 10, {}}, {1, 10, {}}};
+  CHECK_FALSE(decode_memory_index(encode_memory_index(idx)).ok());  // out of order
+  idx.entries = {{256, 10, {}}};
+  CHECK_FALSE(decode_memory_index(encode_memory_index(idx)).ok());  // beyond RAM
+  idx.entries = {};
+  idx.chunk_size = 3000;
+  CHECK_FALSE(decode_memory_index(encode_memory_index(idx)).ok());
+}
+
+TEST_CASE("machine state round-trips and rejects damage", "[spore][state]") {
+  MachineState s;
+  s.board_version = 1;
+  VcpuState v;
+  v.index = 0;
+  v.mp_state = 0;
+  v.regs = {{0x6030000000100000ull, std::string(8, '\x11')}, {0x6040000000100054ull, std::string(16, '\x22')}};
+  v.events = std::string(64, '\0');
+  s.vcpus.push_back(v);
+  s.gic.dist = {{0, 0x12}, {0x100, 0xffff}};
+  s.gic.cpus = {{0, {{0x10100, 1}}, {{0xc665, 7}}}};
+  s.gic.levels = {{32, 0x2}};
+  s.uart.imsc = 0x20;
+  s.rtc.offset_s = -5;
+  s.generation.generation = 7;
+  VirtioSlotState vs;
+  vs.slot = 1;
+  vs.device_type = 19;
+  vs.transport.mmio.status = 15;
+  vs.transport.activated = true;
+  vs.transport.queues.resize(3);
+  vs.transport.device_state = "xyz";
+  s.virtio.push_back(vs);
+
+  std::string bytes = encode_machine_state(s);
+  auto back = decode_machine_state(bytes);
+  REQUIRE(back.ok());
+  CHECK(back->vcpus[0].regs[1].value == std::string(16, '\x22'));
+  CHECK(back->gic.cpus[0].sysregs[0].second == 7);
+  CHECK(back->rtc.offset_s == -5);
+  CHECK(back->generation.generation == 7);
+  CHECK(back->virtio[0].transport.device_state == "xyz");
+  CHECK(back->virtio[0].transport.queues.size() == 3);
+
+  for (size_t n = 0; n < bytes.size(); n += 7) CHECK_FALSE(decode_machine_state(bytes.substr(0, n)).ok());
+  std::string bad_magic = bytes;
+  bad_magic[0] = 'X';
+  CHECK_FALSE(decode_machine_state(bad_magic).ok());
+  std::string bad_version = bytes;
+  bad_version[8] = 9;
+  CHECK_FALSE(decode_machine_state(bad_version).ok());
+}
+
+TEST_CASE("manifests round-trip and reject nonsense", "[spore][manifest]") {
+  SporeManifest m;
+  m.id = std::string(32, 'a');
+  m.created = "2026-11-26T00:00:00Z";
+  m.generation = 3;
+  m.platform = sample_platform();
+  m.machine = {2, 256, "console=ttyAMA0"};
+  m.rootfs = SporeManifest::Rootfs{"/images/root.img", 4096, std::string(64, 'b')};
+  m.state = {"state.bin", std::string(64, 'c'), 100};
+  m.memory_index = {"memory.idx", std::string(64, 'd'), 40};
+  m.memory = {262144, 256ull << 20, 10, 12345, "chunks"};
+  std::string json = manifest_to_json(m);
+  auto back = parse_manifest(json);
+  REQUIRE(back.ok());
+  CHECK(back->machine.vcpus == 2);
+  CHECK(back->platform.id_regs.size() == 2);
+  CHECK(back->rootfs->path == "/images/root.img");
+
+  auto broken = [&](const std::string& from, const std::string& to) {
+    std::string j = json;
+    auto pos = j.find(from);
+    REQUIRE(pos != std::string::npos);
+    j.replace(pos, from.size(), to);
+    return parse_manifest(j);
+  };
+  CHECK_FALSE(broken("\"spore/1\"", "\"spore/9\"").ok());
+  CHECK_FALSE(broken("\"state.bin\"", "\"../state.bin\"").ok());
+  CHECK_FALSE(broken("\"chunk_size\": 262144", "\"chunk_size\": 1000").ok());
+  CHECK_FALSE(broken("\"mem_mib\": 256", "\"mem_mib\": 512").ok());
+  CHECK_FALSE(broken("\"vcpu_target\": 5", "\"vcpu_target\": \"five\"").ok());
+  CHECK_FALSE(parse_manifest("{not json").ok());
+  CHECK_FALSE(parse_manifest("{}").ok());
+}
+
+TEST_CASE("the platform contract names every difference", "[spore][platform]") {
+  PlatformFacts a = sample_platform(), b = sample_platform();
+  CHECK(compare_platform(a, b).empty());
+  b.id_regs[1].second = 0x2222;
+  b.vcpu_target = 6;
+  b.kvm_caps = {"IRQFD"};
+  auto d = compare_platform(a, b);
+  REQUIRE(d.size() == 3);
+  std::string all;
+  for (const auto& line : d) all += line + "\n";
+  CHECK_THAT(all, Catch::Contains("ID_AA64ISAR0_EL1: the spore has 0x1111, this host 0x2222"));
+  CHECK_THAT(all, Catch::Contains("vCPU target"));
+  CHECK_THAT(all, Catch::Contains("IOEVENTFD"));
+}
+
+TEST_CASE("spores are written atomically, verified on read, and forked as metadata", "[spore][dir]") {
+  TempDir t;
+  const uint32_t cs = 64 << 10;
+  auto ram = sample_ram(cs);
+  std::string dir = t.path + "/s";
+  SporeManifest m;
+  m.id = std::string(32, 'e');
+  m.created = "2026-11-26T00:00:00Z";
+  m.platform = sample_platform();
+  m.machine = {1, 4, ""};
+  Spore parent;
+  {
+    auto w = SporeWriter::begin(dir, "");
+    REQUIRE(w.ok());
+    auto idx = capture_memory(ram.data(), ram.size(), cs, (*w)->store(), nullptr, nullptr);
+    REQUIRE(idx.ok());
+    m.memory.chunk_size = cs;
+    m.memory.ram_size = ram.size();
+    m.memory.chunks = idx->entries.size();
+    auto s = (*w)->commit(m, "STATE", encode_memory_index(*idx));
+    REQUIRE(s.ok());
+    parent = *s;
+  }
+  CHECK(fs::exists(dir + "/manifest.json"));
+  for (const auto& e : fs::directory_iterator(t.path)) CHECK(e.path().filename() == "s");
+  CHECK(*read_pinned(parent, parent.manifest.state) == "STATE");
+
+  SECTION("a writer that is not committed leaves nothing") {
+    {
+      auto w = SporeWriter::begin(t.path + "/abandoned", "");
+      REQUIRE(w.ok());
+    }
+    CHECK_FALSE(fs::exists(t.path + "/abandoned"));
+    for (const auto& e : fs::directory_iterator(t.path)) CHECK(e.path().filename() == "s");
+  }
+  SECTION("an existing spore is not overwritten") {
+    CHECK_FALSE(SporeWriter::begin(dir, "").ok());
+  }
+  SECTION("a flipped byte in the state file is refused") {
+    flip_byte(dir + "/state.bin", 1);
+    auto r = read_pinned(parent, parent.manifest.state);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().kind == ErrorKind::kCorrupt);
+  }
+  SECTION("forks share the store, get new identities, copy no chunks") {
+    auto kids = fork_spore(parent, t.path + "/kids", 3);
+    REQUIRE(kids.ok());
+    REQUIRE(kids->size() == 3);
+    CHECK((*kids)[0].manifest.id != (*kids)[1].manifest.id);
+    CHECK((*kids)[0].manifest.parent == digest_hex(parent.digest));
+    CHECK(fs::equivalent((*kids)[2].store_dir, parent.store_dir));
+    CHECK_FALSE(fs::exists(t.path + "/kids/0/chunks"));
+    Digest pd, kd;
+    REQUIRE(load_memory_index(parent, &pd).ok());
+    REQUIRE(load_memory_index((*kids)[1], &kd).ok());
+    CHECK(pd == kd);  // so they share one materialised RAM file
+  }
+  SECTION("the cache materialises RAM once per memory index") {
+    auto cache = Cache::open_at(t.path + "/cache");
+    REQUIRE(cache.ok());
+    Digest d;
+    auto idx = load_memory_index(parent, &d);
+    REQUIRE(idx.ok());
+    auto store = ChunkStore::open(parent.store_dir, false);
+    bool made = false;
+    auto p1 = cache->ram_file(*idx, d, *store, &made);
+    REQUIRE(p1.ok());
+    CHECK(made);
+    auto p2 = cache->ram_file(*idx, d, *store, &made);
+    REQUIRE(p2.ok());
+    CHECK_FALSE(made);
+    CHECK(*p1 == *p2);
+    CHECK(slurp(*p1) == std::string(reinterpret_cast<char*>(ram.data()), ram.size()));
+  }
+}
