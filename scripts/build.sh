@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds everything, incrementally:
 #   out/bin/                     host tools
-#   out/aarch64/bin/             static aarch64 binaries (spore-vm, spore-agent, spore-itests)
+#   out/aarch64/bin/             static aarch64 binaries (spore-vm, spore-bench, spore-agent, spore-itests)
 #   out/aarch64/share/spore/     guest kernel Image, agent initramfs, demo rootfs image
 # SPORE_WERROR=0 turns compiler warnings back into warnings (default: errors).
 set -euo pipefail
@@ -35,7 +35,7 @@ cmake --build "$SPORE_OUT/build/aarch64" -j "$jobs"
 
 mkdir -p "$SPORE_OUT/bin" "$SPORE_AARCH64_BIN" "$SPORE_AARCH64_SHARE"
 install -C -m 0755 "$SPORE_OUT/build/host/spore-unit-tests" "$SPORE_OUT/bin/"
-for b in spore-vm spore-agent spore-itests; do
+for b in spore-vm spore-bench spore-agent spore-itests; do
   install -C -m 0755 "$SPORE_OUT/build/aarch64/$b" "$SPORE_AARCH64_BIN/"
 done
 
