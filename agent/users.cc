@@ -60,7 +60,9 @@ Result<UserSpec> resolve_user(std::string_view user, std::string_view passwd_tex
     explicit_group = true;
     if (g.empty()) return make_error(ErrorKind::kUsage, "empty group in user spec '" + std::string(user) + "'");
   }
-  if (u.empty() && !explicit_group) u = "root";
+  // No user means uid 0, found by number: images without /etc/passwd
+  // (scratch, distroless) still run as root.
+  if (u.empty() && !explicit_group) u = "0";
   if (u.empty()) return make_error(ErrorKind::kUsage, "empty user in user spec '" + std::string(user) + "'");
 
   UserSpec spec;

@@ -27,6 +27,14 @@ TEST_CASE("empty user means root with its home", "[agent][users]") {
   CHECK(u->home == "/root");
 }
 
+TEST_CASE("without a passwd file the default user is still root", "[agent][users]") {
+  auto u = resolve_user("", "", "");
+  REQUIRE(u.ok());
+  CHECK(u->uid == 0);
+  CHECK(u->gid == 0);
+  CHECK(u->home == "/");
+}
+
 TEST_CASE("a user name picks uid, gid, home and supplementary groups", "[agent][users]") {
   auto u = resolve_user("app", kPasswd, kGroup);
   REQUIRE(u.ok());

@@ -1,4 +1,4 @@
-// SHA-256 (OpenSSL's libcrypto) for content addressing and verification.
+// SHA-256 for content addressing and verification.
 #pragma once
 
 #include <array>
@@ -16,14 +16,15 @@ using Digest = std::array<uint8_t, 32>;
 class Sha256 {
  public:
   Sha256();
-  ~Sha256();
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
   void update(const void* data, size_t len);
+  // The digest; the object must not be updated afterwards.
   Digest finish();
 
  private:
-  void* ctx_;
+  uint32_t state_[8];
+  uint8_t buf_[64];
+  size_t buffered_ = 0;
+  uint64_t total_ = 0;
 };
 
 Digest sha256(const void* data, size_t len);

@@ -35,7 +35,7 @@ cmake --build "$SPORE_OUT/build/aarch64" -j "$jobs"
 
 mkdir -p "$SPORE_OUT/bin" "$SPORE_AARCH64_BIN" "$SPORE_AARCH64_SHARE"
 install -C -m 0755 "$SPORE_OUT/build/host/spore-unit-tests" "$SPORE_OUT/bin/"
-for b in spore-vm spore-bench spore-agent spore-itests; do
+for b in spore-vm spore-bench spore-agent spore-itests spore-unit-tests; do
   install -C -m 0755 "$SPORE_OUT/build/aarch64/$b" "$SPORE_AARCH64_BIN/"
 done
 

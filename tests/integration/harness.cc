@@ -1,8 +1,9 @@
 #include "tests/integration/harness.h"
 
+#include "base/sha256.h"
+
 #include <fcntl.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -114,18 +115,7 @@ RunResult vm_run(const std::vector<std::string>& cmd, const std::vector<std::str
   return run(argv, opts);
 }
 
-std::string sha256_hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string s;
-  for (unsigned i = 0; i < len; i++) {
-    s.push_back(hex[md[i] >> 4]);
-    s.push_back(hex[md[i] & 15]);
-  }
-  return s;
-}
+std::string sha256_hex(const std::string& data) { return digest_hex(sha256(data)); }
 
 std::string sha256_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
