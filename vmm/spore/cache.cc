@@ -60,7 +60,7 @@ std::string Cache::ram_path(const Digest& index_digest) const {
   return dir_ + "/ram/" + digest_hex(index_digest) + ".ram";
 }
 
-Result<std::string> Cache::ram_file(const MemoryIndex& idx, const Digest& index_digest, const ChunkStore& store,
+Result<std::string> Cache::ram_file(const MemoryIndex& idx, const Digest& index_digest, const ChunkSource& store,
                                     bool* materialized) {
   if (materialized) *materialized = false;
   std::string path = ram_path(index_digest);

@@ -20,7 +20,7 @@ class Cache {
   // The RAM file for a memory index (keyed by the index's digest, so forks
   // of one spore share it), materialising it from the store the first time.
   // Concurrent first callers serialise on a lock; one writes, all use it.
-  Result<std::string> ram_file(const MemoryIndex& idx, const Digest& index_digest, const ChunkStore& store,
+  Result<std::string> ram_file(const MemoryIndex& idx, const Digest& index_digest, const ChunkSource& store,
                                bool* materialized = nullptr);
   // Where the RAM file for index_digest lives (it may not exist).
   std::string ram_path(const Digest& index_digest) const;

@@ -126,10 +126,9 @@ Result<std::unique_ptr<Machine>> resume_spore(const Spore& spore, const ResumeOp
                                              "(its digest differs)");
   }
 
-  auto store = ChunkStore::open(spore.store_dir, false);
-  if (!store.ok()) return std::move(store).error().wrap(spore.dir);
+  SPORE_ASSIGN_OR_RETURN(auto chunks, spore.files->chunks(man));
   bool materialized = false;
-  SPORE_ASSIGN_OR_RETURN(std::string ram_file, cache.ram_file(idx, idx_digest, *store, &materialized));
+  SPORE_ASSIGN_OR_RETURN(std::string ram_file, cache.ram_file(idx, idx_digest, *chunks, &materialized));
   double t1 = now_ms();
 
   RestoreSpec spec;

@@ -67,6 +67,12 @@ Result<uint64_t> ChunkStore::put(const Digest& d, const uint8_t* data, size_t le
   return static_cast<uint64_t>(n);
 }
 
+Result<std::string> ChunkStore::read_stored(const Digest& d, uint64_t max) const {
+  auto data = read_file(path_for(d), max);
+  if (!data.ok()) return make_error(ErrorKind::kCorrupt, "chunk " + digest_hex(d) + " is missing from " + dir_);
+  return data;
+}
+
 Status ChunkStore::get(const Digest& d, uint8_t* out, size_t len) const {
   std::string path = path_for(d);
   auto fd = open_file(path, O_RDONLY);

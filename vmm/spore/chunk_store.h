@@ -12,7 +12,16 @@
 
 namespace spore::vmm {
 
-class ChunkStore {
+// Where RAM chunks come from: a store directory or a bundle.
+class ChunkSource {
+ public:
+  virtual ~ChunkSource() = default;
+  // Reads chunk d into out (exactly len bytes after decompression) and
+  // verifies its digest. Corrupt, truncated or missing chunks are errors.
+  virtual Status get(const Digest& d, uint8_t* out, size_t len) const = 0;
+};
+
+class ChunkStore final : public ChunkSource {
  public:
   // Opens (and with create, makes) the store directory.
   static Result<ChunkStore> open(const std::string& dir, bool create);
@@ -25,9 +34,9 @@ class ChunkStore {
   // temporary name, then rename). Returns the bytes the chunk occupies.
   Result<uint64_t> put(const Digest& d, const uint8_t* data, size_t len, int level = 3);
 
-  // Reads chunk d into out (exactly len bytes after decompression) and
-  // verifies its digest. Corrupt or truncated chunks are errors.
-  Status get(const Digest& d, uint8_t* out, size_t len) const;
+  Status get(const Digest& d, uint8_t* out, size_t len) const override;
+  // The chunk's file as stored (a zstd frame), for copying into a bundle.
+  Result<std::string> read_stored(const Digest& d, uint64_t max) const;
 
  private:
   explicit ChunkStore(std::string dir) : dir_(std::move(dir)) {}

@@ -96,7 +96,7 @@ Result<MemoryIndex> capture_memory(const uint8_t* ram, uint64_t ram_size, uint32
   return idx;
 }
 
-Status materialize_memory(const MemoryIndex& idx, const ChunkStore& store, const std::string& path) {
+Status materialize_memory(const MemoryIndex& idx, const ChunkSource& store, const std::string& path) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   SPORE_ASSIGN_OR_RETURN(UniqueFd fd, open_file(tmp, O_RDWR | O_CREAT | O_TRUNC, 0444));
   auto fail = [&](Error e) {

@@ -47,6 +47,6 @@ Result<MemoryIndex> capture_memory(const uint8_t* ram, uint64_t ram_size, uint32
 // Writes the RAM image described by idx to path (sparse: zero chunks are
 // holes), verifying every chunk. Atomic: a temporary file is renamed into
 // place only when complete.
-Status materialize_memory(const MemoryIndex& idx, const ChunkStore& store, const std::string& path);
+Status materialize_memory(const MemoryIndex& idx, const ChunkSource& store, const std::string& path);
 
 }  // namespace spore::vmm

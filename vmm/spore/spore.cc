@@ -36,21 +36,44 @@ Status link_or_copy(const std::string& from, const std::string& to) {
   return ok_status();
 }
 
+class DirFiles final : public SporeFiles {
+ public:
+  explicit DirFiles(std::string dir) : dir_(std::move(dir)) {}
+  Result<std::string> read(const std::string& name, uint64_t max) const override {
+    return read_file(dir_ + "/" + name, max);
+  }
+  Result<std::shared_ptr<const ChunkSource>> chunks(const SporeManifest& m) const override {
+    const std::string& store = m.memory.chunk_store;
+    auto s = ChunkStore::open(store[0] == '/' ? store : dir_ + "/" + store, false);
+    if (!s.ok()) return std::move(s).error().wrap(dir_);
+    return std::shared_ptr<const ChunkSource>(std::make_shared<ChunkStore>(std::move(*s)));
+  }
+
+ private:
+  std::string dir_;
+};
+
 }  // namespace
 
-Result<Spore> open_spore(const std::string& dir) {
+Result<Spore> open_spore_files(std::shared_ptr<const SporeFiles> files, const std::string& label) {
   Spore s;
-  s.dir = dir;
-  auto text = read_file(dir + "/manifest.json", kMaxManifest);
+  s.dir = label;
+  s.files = std::move(files);
+  auto text = s.files->read("manifest.json", kMaxManifest);
   if (!text.ok()) {
     if (text.error().kind == ErrorKind::kNotFound)
-      return make_error(ErrorKind::kNotFound, dir + " is not a spore (no manifest.json)");
+      return make_error(ErrorKind::kNotFound, label + " is not a spore (no manifest.json)");
     return std::move(text).error();
   }
   s.digest = sha256(*text);
   auto m = parse_manifest(*text);
-  if (!m.ok()) return std::move(m).error().wrap(dir);
+  if (!m.ok()) return std::move(m).error().wrap(label);
   s.manifest = std::move(*m);
+  return s;
+}
+
+Result<Spore> open_spore(const std::string& dir) {
+  SPORE_ASSIGN_OR_RETURN(Spore s, open_spore_files(std::make_shared<DirFiles>(dir), dir));
   const std::string& store = s.manifest.memory.chunk_store;
   s.store_dir = store[0] == '/' ? store : dir + "/" + store;
   return s;
@@ -59,7 +82,7 @@ Result<Spore> open_spore(const std::string& dir) {
 Result<std::string> read_pinned(const Spore& spore, const FileRef& ref) {
   std::string path = spore.dir + "/" + ref.file;
   if (ref.size > kMaxPinned) return make_error(ErrorKind::kCorrupt, path + ": implausibly large");
-  auto data = read_file(path, kMaxPinned);
+  auto data = spore.files->read(ref.file, kMaxPinned);
   if (!data.ok()) return std::move(data).error();
   if (data->size() != ref.size || digest_hex(sha256(*data)) != ref.sha256)
     return make_error(ErrorKind::kCorrupt, path + " is corrupt: its digest does not match the manifest");

@@ -15,14 +15,26 @@
 
 namespace spore::vmm {
 
+// Where a spore's files live: a directory, or sections of a bundle.
+class SporeFiles {
+ public:
+  virtual ~SporeFiles() = default;
+  // manifest.json, state.bin or memory.idx, whole (at most max bytes).
+  virtual Result<std::string> read(const std::string& name, uint64_t max) const = 0;
+  virtual Result<std::shared_ptr<const ChunkSource>> chunks(const SporeManifest& m) const = 0;
+};
+
 struct Spore {
-  std::string dir;
+  std::string dir;        // where it is, for messages (a directory or a bundle path)
   SporeManifest manifest;
   Digest digest{};        // SHA-256 of manifest.json: the spore's name
-  std::string store_dir;  // chunk store, resolved
+  std::string store_dir;  // chunk store, resolved (directory spores)
+  std::shared_ptr<const SporeFiles> files;
 };
 
 Result<Spore> open_spore(const std::string& dir);
+// A spore whose files come from elsewhere (a bundle); label names it in messages.
+Result<Spore> open_spore_files(std::shared_ptr<const SporeFiles> files, const std::string& label);
 // Reads a file the manifest pins (state.bin, memory.idx), checking its size
 // and digest: a flipped byte is refused here.
 Result<std::string> read_pinned(const Spore& spore, const FileRef& ref);
