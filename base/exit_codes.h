@@ -23,7 +23,8 @@ inline int exit_code_for(const Error& e) {
     case ErrorKind::kUsage: return kExitUsage;
     case ErrorKind::kNotFound: return kExitNoInput;
     case ErrorKind::kCorrupt: return kExitDataErr;
-    case ErrorKind::kUnavailable: return kExitUnavailable;
+    case ErrorKind::kUnavailable:
+    case ErrorKind::kPlatform: return kExitUnavailable;
     case ErrorKind::kTimeout: return kExitTempFail;
     case ErrorKind::kProtocol: return kExitProtocol;
     case ErrorKind::kGuest:

@@ -22,6 +22,7 @@ enum class ErrorKind {
   kGuest,        // the guest misbehaved or died
   kTimeout,      // a deadline passed
   kProtocol,     // a peer spoke the protocol wrongly
+  kPlatform,     // a spore's platform contract does not hold on this host
 };
 
 struct Error {

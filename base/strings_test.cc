@@ -29,3 +29,13 @@ TEST_CASE("parse_duration_ms understands s, ms, m, h", "[base]") {
   CHECK_FALSE(parse_duration_ms("1d"));
   CHECK_FALSE(parse_duration_ms("s"));
 }
+
+#include "base/files.h"
+
+TEST_CASE("path helpers normalise and relate paths", "[base][files]") {
+  CHECK(absolute_path("/a/./b//c/../d") == "/a/b/d");
+  CHECK(absolute_path("/..") == "/");
+  CHECK(relative_path("/x/store", "/x/kids/0") == "../../store");
+  CHECK(relative_path("/x/kids/0/chunks", "/x/kids/0") == "chunks");
+  CHECK(relative_path("/x", "/x") == ".");
+}

@@ -66,7 +66,7 @@ Result<std::unique_ptr<Machine>> Machine::restore(const MachineConfig& config, c
   if (!diffs.empty()) {
     std::string msg = "this host cannot restore the spore (platform contract):";
     for (const auto& d : diffs) msg += "\n  " + d;
-    return make_error(ErrorKind::kUnavailable, msg);
+    return make_error(ErrorKind::kPlatform, msg);
   }
   SPORE_TRY(m->build_devices(config));
   SPORE_TRY(m->restore_arch_state(spec));

@@ -10,6 +10,7 @@
 
 #include "base/exit_codes.h"
 #include "base/strings.h"
+#include "vmm/guest_cmdline.h"
 
 namespace spore::cli {
 
@@ -38,12 +39,9 @@ std::string default_assets_dir() {
 }
 
 std::string default_cmdline(bool console, bool read_only, bool no_rootfs) {
-  std::string c = console ? "console=ttyAMA0 loglevel=6" : "console=ttyAMA0 quiet";
-  // The generation device is driven from user space through UIO.
-  c += " panic=-1 random.trust_bootloader=on uio_pdrv_genirq.of_id=spore,generation";
-  if (read_only) c += " spore.rootmode=ro";
-  else if (no_rootfs) c += " spore.rootmode=none";
-  return c;
+  return vmm::guest_cmdline(console, read_only    ? vmm::RootMode::kReadOnly
+                                     : no_rootfs ? vmm::RootMode::kNone
+                                                 : vmm::RootMode::kOverlay);
 }
 
 void add_exec_options(CLI::App* app, ExecOptions& o) {

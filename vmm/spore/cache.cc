@@ -10,34 +10,11 @@
 #include <cstdlib>
 
 #include "base/fd.h"
+#include "base/files.h"
 #include "base/strings.h"
 
 namespace spore::vmm {
 namespace {
-
-Status mkdir_p(const std::string& dir) {
-  std::string cur;
-  for (const auto& part : split(dir, '/')) {
-    cur += part;
-    if (!cur.empty() && ::mkdir(cur.c_str(), 0700) < 0 && errno != EEXIST) return errno_error("mkdir " + cur);
-    cur += '/';
-  }
-  return ok_status();
-}
-
-Status write_file_atomic(const std::string& path, const std::string& data) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    SPORE_ASSIGN_OR_RETURN(UniqueFd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644));
-    SPORE_TRY(write_all(fd.get(), data.data(), data.size()));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) < 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return errno_error("rename " + tmp, e);
-  }
-  return ok_status();
-}
 
 }  // namespace
 
@@ -51,8 +28,8 @@ Result<Cache> Cache::open() {
 }
 
 Result<Cache> Cache::open_at(const std::string& dir) {
-  SPORE_TRY(mkdir_p(dir + "/ram"));
-  SPORE_TRY(mkdir_p(dir + "/verified"));
+  SPORE_TRY(make_dirs(dir + "/ram", 0700));
+  SPORE_TRY(make_dirs(dir + "/verified", 0700));
   return Cache(dir);
 }
 
@@ -79,22 +56,35 @@ Result<std::string> Cache::ram_file(const MemoryIndex& idx, const Digest& index_
   return path;
 }
 
-Result<Digest> Cache::file_digest(const std::string& path) {
+namespace {
+// The stamp file for path as it is now; empty if it cannot be stat'ed.
+std::string stamp_path(const std::string& dir, const std::string& path) {
   char real[PATH_MAX];
-  if (!::realpath(path.c_str(), real)) return errno_error(path);
+  if (!::realpath(path.c_str(), real)) return {};
   struct stat st;
-  if (::stat(real, &st) < 0) return errno_error(path);
+  if (::stat(real, &st) < 0) return {};
   std::string key = strfmt("%s\n%llu %llu %lld %lld.%09ld %lld.%09ld", real, static_cast<unsigned long long>(st.st_dev),
                            static_cast<unsigned long long>(st.st_ino), static_cast<long long>(st.st_size),
                            static_cast<long long>(st.st_mtim.tv_sec), st.st_mtim.tv_nsec,
                            static_cast<long long>(st.st_ctim.tv_sec), st.st_ctim.tv_nsec);
-  std::string stamp = dir_ + "/verified/" + digest_hex(sha256(key));
+  return dir + "/verified/" + digest_hex(sha256(key));
+}
+}  // namespace
+
+Result<Digest> Cache::file_digest(const std::string& path) {
+  std::string stamp = stamp_path(dir_, path);
+  if (stamp.empty()) return errno_error(path);
   if (auto text = read_file(stamp, 128); text.ok()) {
     if (auto d = parse_digest_hex(*text)) return *d;
   }
-  SPORE_ASSIGN_OR_RETURN(Digest d, sha256_file(real));
+  SPORE_ASSIGN_OR_RETURN(Digest d, sha256_file(path));
   (void)write_file_atomic(stamp, digest_hex(d));  // only an optimisation
   return d;
+}
+
+void Cache::remember_digest(const std::string& path, const Digest& d) {
+  std::string stamp = stamp_path(dir_, path);
+  if (!stamp.empty()) (void)write_file_atomic(stamp, digest_hex(d));
 }
 
 }  // namespace spore::vmm

@@ -28,6 +28,8 @@ class Cache {
   // SHA-256 of a file, remembered per (path, device, inode, size, mtime,
   // ctime) so an unchanged file is hashed once.
   Result<Digest> file_digest(const std::string& path);
+  // Records a digest the caller has just verified while writing the file.
+  void remember_digest(const std::string& path, const Digest& d);
 
  private:
   explicit Cache(std::string dir) : dir_(std::move(dir)) {}

@@ -8,25 +8,12 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "base/files.h"
 #include "base/strings.h"
 
 namespace spore::vmm {
-namespace {
-
-Status mkdirs(const std::string& dir) {
-  std::string cur;
-  for (const auto& part : split(dir, '/')) {
-    cur += part;
-    if (!cur.empty() && ::mkdir(cur.c_str(), 0755) < 0 && errno != EEXIST) return errno_error("mkdir " + cur);
-    cur += '/';
-  }
-  return ok_status();
-}
-
-}  // namespace
-
 Result<ChunkStore> ChunkStore::open(const std::string& dir, bool create) {
-  if (create) SPORE_TRY(mkdirs(dir));
+  if (create) SPORE_TRY(make_dirs(dir));
   struct stat st;
   if (::stat(dir.c_str(), &st) < 0) return errno_error("chunk store " + dir);
   if (!S_ISDIR(st.st_mode)) return make_error(ErrorKind::kCorrupt, "chunk store " + dir + " is not a directory");

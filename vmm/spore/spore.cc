@@ -3,24 +3,24 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <filesystem>
 
 #include "base/fd.h"
+#include "base/files.h"
 #include "base/strings.h"
 
 namespace spore::vmm {
 namespace {
 
-namespace fs = std::filesystem;
-
 constexpr size_t kMaxManifest = 1 << 20;
 constexpr size_t kMaxPinned = 256u << 20;
 
-Status write_new_file(const std::string& path, const std::string& data) {
+// durable: fsync before the directory is renamed into place (fork
+// manifests skip it: a lost fork is cheap to make again).
+Status write_new_file(const std::string& path, const std::string& data, bool durable = true) {
   SPORE_ASSIGN_OR_RETURN(UniqueFd fd, open_file(path, O_WRONLY | O_CREAT | O_EXCL, 0644));
   auto s = write_all(fd.get(), data.data(), data.size());
   if (!s.ok()) return std::move(s).error().wrap(path);
-  if (::fsync(fd.get()) < 0) return errno_error("fsync " + path);
+  if (durable && ::fsync(fd.get()) < 0) return errno_error("fsync " + path);
   return ok_status();
 }
 
@@ -30,10 +30,7 @@ FileRef ref_for(const std::string& name, const std::string& data) {
 
 Status link_or_copy(const std::string& from, const std::string& to) {
   if (::link(from.c_str(), to.c_str()) == 0) return ok_status();
-  std::error_code ec;
-  fs::copy_file(from, to, ec);
-  if (ec) return make_error(ErrorKind::kInternal, "copy " + from + ": " + ec.message());
-  return ok_status();
+  return copy_file(from, to);
 }
 
 class DirFiles final : public SporeFiles {
@@ -102,22 +99,19 @@ Result<MemoryIndex> load_memory_index(const Spore& spore, Digest* digest) {
 
 Result<std::unique_ptr<SporeWriter>> SporeWriter::begin(const std::string& dir, const std::string& store_dir) {
   std::unique_ptr<SporeWriter> w(new SporeWriter());
-  std::error_code ec;
-  fs::path target = fs::absolute(dir, ec);
-  if (ec) return make_error(ErrorKind::kUsage, "bad spore path " + dir);
-  if (fs::exists(target, ec) && !(fs::is_directory(target, ec) && fs::is_empty(target, ec)))
+  std::string target = absolute_path(dir);
+  if (path_exists(target) && !(is_dir(target) && is_empty_dir(target)))
     return make_error(ErrorKind::kUsage, dir + " already exists; choose a new directory for the spore");
-  w->dir_ = target.lexically_normal().string();
+  w->dir_ = target;
   w->tmp_ = w->dir_ + ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(w->tmp_, ec);
-  if (!fs::create_directories(w->tmp_, ec) || ec)
-    return make_error(ErrorKind::kUnavailable, "cannot create " + w->tmp_ + ": " + ec.message());
+  SPORE_TRY(remove_tree(w->tmp_));
+  SPORE_TRY(make_dirs(w->tmp_));
   std::string store_path;
   if (store_dir.empty()) {
     store_path = w->tmp_ + "/chunks";
     w->store_ref_ = "chunks";
   } else {
-    store_path = fs::absolute(store_dir, ec).lexically_normal().string();
+    store_path = absolute_path(store_dir);
     w->store_ref_ = store_path;
   }
   SPORE_ASSIGN_OR_RETURN(ChunkStore store, ChunkStore::open(store_path, true));
@@ -126,10 +120,7 @@ Result<std::unique_ptr<SporeWriter>> SporeWriter::begin(const std::string& dir, 
 }
 
 SporeWriter::~SporeWriter() {
-  if (!committed_ && !tmp_.empty()) {
-    std::error_code ec;
-    fs::remove_all(tmp_, ec);
-  }
+  if (!committed_ && !tmp_.empty()) (void)remove_tree(tmp_);
 }
 
 Result<Spore> SporeWriter::commit(SporeManifest m, const std::string& state, const std::string& memory_index) {
@@ -140,52 +131,40 @@ Result<Spore> SporeWriter::commit(SporeManifest m, const std::string& state, con
   SPORE_TRY(write_new_file(tmp_ + "/memory.idx", memory_index));
   std::string manifest = manifest_to_json(m);
   SPORE_TRY(write_new_file(tmp_ + "/manifest.json", manifest));
-  std::error_code ec;
-  fs::remove(dir_, ec);  // an empty directory the caller made for us
+  ::rmdir(dir_.c_str());  // an empty directory the caller made for us
   if (::rename(tmp_.c_str(), dir_.c_str()) < 0) return errno_error("rename " + tmp_ + " to " + dir_);
   committed_ = true;
   return open_spore(dir_);
 }
 
 Result<std::vector<Spore>> fork_spore(const Spore& parent, const std::string& out_dir, uint32_t count) {
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  if (ec) return make_error(ErrorKind::kUnavailable, "cannot create " + out_dir + ": " + ec.message());
-  fs::path store_abs = fs::absolute(parent.store_dir, ec).lexically_normal();
+  if (parent.store_dir.empty()) return make_error(ErrorKind::kUsage, "only a spore directory can be forked");
+  SPORE_TRY(make_dirs(out_dir));
+  std::string store_abs = absolute_path(parent.store_dir);
   std::vector<Spore> children;
   for (uint32_t i = 0; i < count; i++) {
-    fs::path child = fs::absolute(fs::path(out_dir) / std::to_string(i), ec).lexically_normal();
-    if (fs::exists(child, ec)) return make_error(ErrorKind::kUsage, child.string() + " already exists");
-    std::string tmp = child.string() + ".tmp-" + std::to_string(::getpid());
-    fs::remove_all(tmp, ec);
-    fs::create_directories(tmp, ec);
-    if (ec) return make_error(ErrorKind::kUnavailable, "cannot create " + tmp + ": " + ec.message());
-    auto cleanup = [&] { fs::remove_all(tmp, ec); };
+    std::string child = absolute_path(out_dir + "/" + std::to_string(i));
+    if (path_exists(child)) return make_error(ErrorKind::kUsage, child + " already exists");
+    std::string tmp = child + ".tmp-" + std::to_string(::getpid());
+    SPORE_TRY(remove_tree(tmp));
+    SPORE_TRY(make_dirs(tmp));
+    auto fail = [&](Error e) {
+      (void)remove_tree(tmp);
+      return e;
+    };
     SporeManifest m = parent.manifest;
     auto id = new_spore_id();
-    if (!id.ok()) {
-      cleanup();
-      return std::move(id).error();
-    }
+    if (!id.ok()) return fail(id.error());
     m.id = *id;
     m.parent = digest_hex(parent.digest);
     m.created = utc_now_rfc3339();
-    m.memory.chunk_store = fs::relative(store_abs, child).string();
+    m.memory.chunk_store = relative_path(store_abs, child);
     for (const FileRef* ref : {&parent.manifest.state, &parent.manifest.memory_index}) {
-      if (auto s = link_or_copy(parent.dir + "/" + ref->file, tmp + "/" + ref->file); !s.ok()) {
-        cleanup();
-        return std::move(s).error();
-      }
+      if (auto s = link_or_copy(parent.dir + "/" + ref->file, tmp + "/" + ref->file); !s.ok()) return fail(s.error());
     }
-    if (auto s = write_new_file(tmp + "/manifest.json", manifest_to_json(m)); !s.ok()) {
-      cleanup();
-      return std::move(s).error();
-    }
-    if (::rename(tmp.c_str(), child.c_str()) < 0) {
-      cleanup();
-      return errno_error("rename " + tmp);
-    }
-    SPORE_ASSIGN_OR_RETURN(Spore c, open_spore(child.string()));
+    if (auto s = write_new_file(tmp + "/manifest.json", manifest_to_json(m), false); !s.ok()) return fail(s.error());
+    if (::rename(tmp.c_str(), child.c_str()) < 0) return fail(errno_error("rename " + tmp));
+    SPORE_ASSIGN_OR_RETURN(Spore c, open_spore(child));
     children.push_back(std::move(c));
   }
   return children;

@@ -1,0 +1,27 @@
+// Filesystem helpers over POSIX calls (std::filesystem costs the static
+// stub a few hundred KiB).
+#pragma once
+
+#include <string>
+
+#include "base/result.h"
+
+namespace spore {
+
+bool path_exists(const std::string& path);
+bool is_dir(const std::string& path);
+// True for a directory with no entries (false if it cannot be read).
+bool is_empty_dir(const std::string& path);
+// mkdir -p with mode for the directories it creates.
+Status make_dirs(const std::string& path, mode_t mode = 0755);
+// rm -rf: no error if it does not exist; symlinks are removed, not followed.
+Status remove_tree(const std::string& path);
+// Absolute, lexically normalised (no ".", "..", "//"); symlinks untouched.
+std::string absolute_path(const std::string& path);
+// A relative path from directory `from` to `to` (both made absolute first).
+std::string relative_path(const std::string& to, const std::string& from);
+Status copy_file(const std::string& from, const std::string& to, mode_t mode = 0644);
+// Writes data to path through a temporary name and rename.
+Status write_file_atomic(const std::string& path, const std::string& data, mode_t mode = 0644);
+
+}  // namespace spore
