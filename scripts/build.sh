@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Builds everything, incrementally:
-#   out/bin/                     host tools
-#   out/aarch64/bin/             static aarch64 binaries (spore-vm, spore-bench, spore-agent, spore-itests)
+#   out/bin/                     host tools (spore-pack, spore-mkrootfs, unit tests)
+#   out/aarch64/bin/             static aarch64 binaries (spore-stub, spore-vm, spore-bench, spore-agent,
+#                                spore-itests, spore-unit-tests)
 #   out/aarch64/share/spore/     guest kernel Image, agent initramfs, demo rootfs image
+#   out/demo/                    the demo image: root tree and OCI layout (spore-pack oci:out/demo/oci)
 # SPORE_WERROR=0 turns compiler warnings back into warnings (default: errors).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$SPORE_ROOT"
 
-for tool in cmake ninja aarch64-linux-gnu-g++ cpio mke2fs; do
+for tool in cmake ninja aarch64-linux-gnu-g++ cpio; do
   command -v "$tool" >/dev/null || spore_die "'$tool' is missing: run scripts/setup.sh first"
 done
 [ -f "$SPORE_DEV_CACHE/arm64/sysroot/.stamp" ] || spore_die "arm64 libraries are missing: run scripts/setup.sh first"
@@ -34,9 +36,17 @@ configure "$SPORE_OUT/build/aarch64" -DCMAKE_TOOLCHAIN_FILE="$SPORE_ROOT/cmake/a
 cmake --build "$SPORE_OUT/build/aarch64" -j "$jobs"
 
 mkdir -p "$SPORE_OUT/bin" "$SPORE_AARCH64_BIN" "$SPORE_AARCH64_SHARE"
-install -C -m 0755 "$SPORE_OUT/build/host/spore-unit-tests" "$SPORE_OUT/bin/"
-for b in spore-vm spore-bench spore-agent spore-itests spore-unit-tests; do
+for b in spore-unit-tests spore-pack spore-mkrootfs; do
+  [ -f "$SPORE_OUT/build/host/$b" ] && install -C -m 0755 "$SPORE_OUT/build/host/$b" "$SPORE_OUT/bin/"
+done
+for b in spore-vm spore-bench spore-itests spore-unit-tests; do
   install -C -m 0755 "$SPORE_OUT/build/aarch64/$b" "$SPORE_AARCH64_BIN/"
+done
+# What ships inside apps is stripped: the stub is copied into every app,
+# the agent into every initramfs.
+for b in spore-stub spore-agent; do
+  aarch64-linux-gnu-strip --strip-all -o "$SPORE_OUT/build/$b.stripped" "$SPORE_OUT/build/aarch64/$b"
+  install -C -m 0755 "$SPORE_OUT/build/$b.stripped" "$SPORE_AARCH64_BIN/$b"
 done
 
 # Guest kernel (cached outside the tree; built once per config and source version).
@@ -52,4 +62,5 @@ touch -h -d @1700000000 "$stage" "$stage/init"
 install -C -m 0644 "$SPORE_OUT/build/initramfs.cpio" "$SPORE_AARCH64_SHARE/initramfs.cpio"
 
 scripts/build-demo-rootfs.sh
+scripts/build-demo-image.sh
 spore_log "done: host tools in out/bin, aarch64 in out/aarch64"
