@@ -1,0 +1,362 @@
+// End-to-end: packed apps (tests/integration/pack-apps.sh made them with the
+// real spore-pack) run with the real stub, as a user would.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "bundle/app_config.h"
+#include "bundle/bundle.h"
+#include "tests/integration/harness.h"
+
+using namespace spore::itest;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string apps_dir() {
+  const char* d = std::getenv("SPORE_TEST_APPS");
+  REQUIRE(d);  // set by ctest: tests/integration/pack-apps.sh output
+  return d;
+}
+
+// A private copy of an app (stub + sidecar) and a cache of its own, so
+// tests do not share sealed spores or daemons unless they mean to.
+struct AppCopy {
+  explicit AppCopy(const std::string& name, const std::string& as = "") {
+    dir = temp_dir();
+    path = dir + "/" + (as.empty() ? name : as);
+    fs::copy_file(apps_dir() + "/" + name, path);
+    fs::copy_file(apps_dir() + "/" + name + ".spore", path + ".spore");
+    fs::permissions(path, fs::perms::owner_all);
+    cache = dir + "/cache";
+    runtime = dir + "/run";
+    fs::create_directories(runtime);
+    fs::permissions(runtime, fs::perms::owner_all, fs::perm_options::replace);
+  }
+  RunResult operator()(const std::vector<std::string>& args, RunOptions o = {}) const {
+    std::vector<std::string> argv = {path};
+    argv.insert(argv.end(), args.begin(), args.end());
+    o.env.push_back("SPORE_CACHE_DIR=" + cache);
+    o.env.push_back("XDG_RUNTIME_DIR=" + runtime);
+    return run(argv, o);
+  }
+  std::string dir, path, cache, runtime;
+};
+
+// The demo app, sealed once (first run) and then shared read-only.
+const AppCopy& sealed_demo() {
+  static AppCopy* app = nullptr;
+  if (!app) {
+    app = new AppCopy("demo");
+    auto r = (*app)({"true"});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+  }
+  return *app;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// No process of ours (a stub or monitor run from dir) is left.
+bool nothing_left_running(const std::string& dir) {
+  for (int tries = 0; tries < 50; tries++) {
+    bool found = false;
+    for (auto& e : fs::directory_iterator("/proc")) {
+      std::error_code ec;
+      auto exe = fs::read_symlink(e.path() / "exe", ec);
+      if (!ec && exe.string().rfind(dir, 0) == 0) found = true;
+    }
+    if (!found) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("the first run boots and seals; later runs resume", "[app]") {
+  AppCopy app("demo");
+  auto first = app({"echo", "hi"});
+  INFO(first.err);
+  CHECK(first.status == 0);
+  CHECK(first.out == "hi\n");
+  CHECK_THAT(first.err, Catch::Contains("first run on this host"));
+  auto second = app({"echo", "again"});
+  CHECK(second.status == 0);
+  CHECK(second.out == "again\n");
+  CHECK(second.err.empty());
+  bool sealed = false;
+  for (auto& e : fs::recursive_directory_iterator(app.cache))
+    if (e.path().filename() == "local-spore") sealed = true;
+  CHECK(sealed);
+  CHECK(nothing_left_running(app.dir));
+}
+
+TEST_CASE("exit codes, stdout/stderr and stdin pass through", "[app]") {
+  const AppCopy& app = sealed_demo();
+  CHECK(app({"sh", "-c", "exit 3"}).status == 3);
+  CHECK(app({"sh", "-c", "kill -TERM $$"}).status == 143);
+  auto nf = app({"/nonexistent"});
+  CHECK(nf.status == 127);
+  CHECK_THAT(nf.err, Catch::Contains("no such file or directory"));
+  auto split = app({"sh", "-c", "echo out; echo err >&2"});
+  CHECK(split.out == "out\n");
+  CHECK(split.err == "err\n");
+  RunOptions in;
+  in.stdin_open = true;
+  in.stdin_data = "piped input\n";
+  auto cat = app({"-i", "cat"}, in);
+  CHECK(cat.out == "piped input\n");
+  auto tty = app({"-t", "sh", "-c", "test -t 1 && echo on-a-tty"});
+  CHECK_THAT(tty.out, Catch::Contains("on-a-tty"));
+}
+
+TEST_CASE("the image's default command runs without arguments", "[app]") {
+  auto r = sealed_demo()({});
+  CHECK(r.status == 0);
+  CHECK_THAT(r.out, Catch::StartsWith("hello from a spore app: Linux aarch64"));
+}
+
+TEST_CASE("env, workdir, user and entrypoint follow the image config, and flags override them", "[app]") {
+  AppCopy app("cfgapp");
+  auto dflt = app({});
+  INFO(dflt.err);
+  CHECK(dflt.status == 0);
+  CHECK(dflt.out == "default-cmd\n65534\n/tmp\nfrom-image image\n");
+  // Arguments replace Cmd and keep the entrypoint (sh -c).
+  auto args = app({"echo args; id -u; pwd; echo $GREETING $OVERRIDE"});
+  CHECK(args.out == "args\n65534\n/tmp\nfrom-image image\n");
+  auto flags = app({"-e", "OVERRIDE=flag", "-w", "/home", "-u", "root", "echo $OVERRIDE; pwd; id -u"});
+  CHECK(flags.out == "flag\n/home\n0\n");
+  auto dir = AppCopy("dirapp")({"--", "-c", "echo $FROM_FLAG; pwd"});
+  CHECK(dir.out == "yes\n/home\n");
+}
+
+TEST_CASE("apps packed from every source run", "[app]") {
+  for (const char* name : {"dockerapp", "regapp", "dirapp"}) {
+    AppCopy app(name);
+    auto r = std::string(name) == "dirapp" ? app({"--", "-c", "cat /etc/os-release | head -1"})
+                                           : app({"sh", "-c", "cat /etc/os-release | head -1"});
+    INFO(name << ": " << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out == "NAME=\"spore demo\"\n");
+  }
+}
+
+TEST_CASE("--warm runs before sealing and its effects are in the spore", "[app]") {
+  AppCopy app("dirapp");
+  auto first = app({"--", "-c", "cat /tmp/warm-marker"});
+  CHECK(first.out == "warmed\n");
+  auto later = app({"--", "-c", "cat /tmp/warm-marker"});
+  CHECK(later.out == "warmed\n");
+  CHECK(later.err.empty());
+}
+
+TEST_CASE("--timeout kills the command with status 124", "[app]") {
+  auto r = sealed_demo()({"--timeout", "2s", "sleep", "100"});
+  CHECK(r.status == 124);
+}
+
+TEST_CASE("Ctrl-C reaches the guest command; killing the stub leaves nothing behind", "[app]") {
+  const AppCopy& app = sealed_demo();
+  RunOptions o;
+  o.kill_after_output = "ready";
+  o.kill_signal = SIGINT;
+  auto r = app({"sh", "-c", "trap 'echo got-int; exit 42' INT; echo ready; while :; do sleep 0.1; done"}, o);
+  CHECK(r.status == 42);
+  CHECK_THAT(r.out, Catch::Contains("got-int"));
+  RunOptions k;
+  k.kill_after_output = "ready";
+  k.kill_signal = SIGKILL;
+  auto killed = app({"sh", "-c", "echo ready; sleep 100"}, k);
+  CHECK(killed.status == 128 + SIGKILL);
+  CHECK(nothing_left_running(app.dir));
+}
+
+TEST_CASE("a renamed pair still works; SPORE_BUNDLE overrides; a missing sidecar is a clear error", "[app]") {
+  AppCopy app("demo", "renamed-tool");
+  CHECK(app({"echo", "ok"}).out == "ok\n");
+  fs::rename(app.path + ".spore", app.dir + "/elsewhere.spore");
+  auto missing = app({"true"});
+  CHECK(missing.status == 66);
+  CHECK_THAT(missing.err, Catch::Contains("no sidecar bundle") && Catch::Contains("renamed-tool.spore"));
+  RunOptions o;
+  o.env = {"SPORE_BUNDLE=" + app.dir + "/elsewhere.spore"};
+  CHECK(app({"echo", "found"}, o).out == "found\n");
+}
+
+TEST_CASE("a machine size other than the sealed one cold-boots, saying so", "[app]") {
+  auto r = sealed_demo()({"--cpus", "2", "grep", "-c", "^processor", "/proc/cpuinfo"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "2\n");
+  CHECK_THAT(r.err, Catch::Contains("cold booting"));
+}
+
+TEST_CASE("sealing into the bundle (what spore-pack does on an arm64 KVM host)", "[app]") {
+  AppCopy app("demo");
+  auto seal = app({"--spore-seal"});
+  INFO(seal.err);
+  REQUIRE(seal.status == 0);
+  auto r = spore::bundle::Reader::open(app.path + ".spore");
+  REQUIRE(r.ok());
+  CHECK((*r)->has_spore());
+  uintmax_t size = fs::file_size(app.path + ".spore");
+  WARN("sealed demo sidecar: " << size / 1024 << " KiB");
+  CHECK(size <= 8u << 20);  // the goal for the demo image
+  // The bundle's own spore is resumed: nothing is sealed locally.
+  auto after = app({"echo", "from-the-bundle"});
+  CHECK(after.out == "from-the-bundle\n");
+  CHECK(after.err.empty());
+  for (auto& e : fs::recursive_directory_iterator(app.cache)) CHECK(e.path().filename() != "local-spore");
+}
+
+TEST_CASE("daemon: start, exec, status, stop", "[app][daemon]") {
+  AppCopy app("demo");
+  auto start = app({"start"});
+  INFO(start.err);
+  REQUIRE(start.status == 0);
+  CHECK(app({"start"}).status == 0);  // harmless twice
+  CHECK_THAT(app({"start"}).err, Catch::Contains("already running"));
+  auto e = app({"exec", "sh", "-c", "echo in-daemon; exit 5"});
+  CHECK(e.out == "in-daemon\n");
+  CHECK(e.status == 5);
+  auto st = app({"status"});
+  CHECK(st.status == 0);
+  CHECK_THAT(st.out, Catch::StartsWith("running, pid "));
+  auto js = app({"status", "--json"});
+  CHECK_THAT(js.out, Catch::Contains("\"state\":\"running\""));
+  // exec keeps one-shot semantics: timeout, not found, stdin.
+  CHECK(app({"exec", "--timeout", "1s", "sleep", "30"}).status == 124);
+  CHECK(app({"exec", "/nonexistent"}).status == 127);
+  RunOptions in;
+  in.stdin_open = true;
+  in.stdin_data = "to the daemon\n";
+  CHECK(app({"exec", "-i", "cat"}, in).out == "to the daemon\n");
+
+  // 50 concurrent execs, outputs never mixed.
+  std::vector<RunResult> results(50);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 50; i++)
+    threads.emplace_back([&, i] {
+      results[i] = app({"exec", "sh", "-c", "for j in 1 2 3; do echo exec-" + std::to_string(i) + "; done"});
+    });
+  for (auto& t : threads) t.join();
+  int good = 0;
+  for (int i = 0; i < 50; i++) {
+    std::string want;
+    for (int j = 0; j < 3; j++) want += "exec-" + std::to_string(i) + "\n";
+    if (results[i].status == 0 && results[i].out == want) good++;
+    else WARN("exec " << i << ": status " << results[i].status << " out " << results[i].out << " err " << results[i].err);
+  }
+  CHECK(good == 50);
+
+  auto stop = app({"stop"});
+  CHECK(stop.status == 0);
+  auto after = app({"status"});
+  CHECK(after.status == 3);
+  CHECK(after.out == "stopped\n");
+  auto ex = app({"exec", "true"});
+  CHECK(ex.status == 69);
+  CHECK_THAT(ex.err, Catch::Contains("not running"));
+  CHECK(app({"stop"}).status == 0);  // stopping a stopped app is harmless
+  CHECK(nothing_left_running(app.dir));
+}
+
+TEST_CASE("daemon: a killed monitor is detected and cleaned up", "[app][daemon]") {
+  AppCopy app("demo");
+  REQUIRE(app({"start"}).status == 0);
+  auto js = app({"status", "--json"});
+  auto pos = js.out.find("\"pid\":");
+  REQUIRE(pos != std::string::npos);
+  pid_t pid = std::stoi(js.out.substr(pos + 6));
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto st = app({"status"});
+  CHECK(st.status == 3);
+  CHECK_THAT(st.out, Catch::Contains("cleaned up"));
+  CHECK(app({"exec", "true"}).status == 69);
+  REQUIRE(app({"start"}).status == 0);  // and it starts again
+  CHECK(app({"exec", "echo", "back"}).out == "back\n");
+  CHECK(app({"stop"}).status == 0);
+  CHECK(nothing_left_running(app.dir));
+}
+
+namespace {
+// Rewrites the app's sidecar with its config changed by fn.
+void rewrite_config(const std::string& sidecar, void (*fn)(spore::bundle::AppConfig&)) {
+  using namespace spore::bundle;
+  auto r = Reader::open(sidecar);
+  REQUIRE(r.ok());
+  auto cfg = decode_app_config(*(*r)->read(*(*r)->find(SectionType::kConfig), 1 << 20));
+  REQUIRE(cfg.ok());
+  fn(*cfg);
+  auto w = Writer::create(sidecar);
+  REQUIRE(w.ok());
+  REQUIRE((*w)->add(SectionType::kConfig, encode_app_config(*cfg), false).ok());
+  for (const auto& s : (*r)->sections())
+    if (s.type != SectionType::kConfig) REQUIRE((*w)->copy_from(**r, s).ok());
+  REQUIRE((*w)->finish().ok());
+}
+}  // namespace
+
+TEST_CASE("bad sidecars and hosts get one clear line and a documented exit code", "[app]") {
+  SECTION("a flipped byte") {
+    AppCopy app("demo");
+    auto r = spore::bundle::Reader::open(app.path + ".spore");
+    REQUIRE(r.ok());
+    uint64_t off = (*r)->find(spore::bundle::SectionType::kRootfs)->offset + 4096;
+    std::string d = slurp(app.path + ".spore");
+    d[off] ^= 0x20;
+    std::ofstream(app.path + ".spore", std::ios::binary) << d;
+    auto res = app({"true"});
+    CHECK(res.status == 65);
+    CHECK_THAT(res.err, Catch::Contains("corrupt"));
+    CHECK(nothing_left_running(app.dir));
+  }
+  SECTION("a truncated file") {
+    AppCopy app("demo");
+    fs::resize_file(app.path + ".spore", fs::file_size(app.path + ".spore") / 2);
+    auto res = app({"true"});
+    CHECK(res.status == 65);
+  }
+  SECTION("a sidecar from another format version") {
+    AppCopy app("demo");
+    std::string d = slurp(app.path + ".spore");
+    d[d.size() - spore::bundle::kFooterSize + 8] = 7;
+    std::ofstream(app.path + ".spore", std::ios::binary) << d;
+    auto res = app({"true"});
+    CHECK(res.status == 65);
+    CHECK_THAT(res.err, Catch::Contains("format 7 is not supported"));
+  }
+  SECTION("a bundle for another platform") {
+    AppCopy app("demo");
+    rewrite_config(app.path + ".spore", [](spore::bundle::AppConfig& c) { c.platform = "linux/amd64"; });
+    auto res = app({"true"});
+    CHECK(res.status == 69);
+    CHECK_THAT(res.err, Catch::Contains("packed for linux/amd64"));
+  }
+  SECTION("no /dev/kvm") {
+    AppCopy app("demo");
+    RunOptions o;
+    o.env = {"SPORE_KVM_DEVICE=/nonexistent/kvm"};
+    auto res = app({"true"}, o);
+    CHECK(res.status == 69);
+    CHECK_THAT(res.err, Catch::Contains("KVM"));
+    CHECK(nothing_left_running(app.dir));
+  }
+  SECTION("bad options") {
+    auto res = sealed_demo()({"--cpus", "lots", "true"});
+    CHECK(res.status == 64);
+    CHECK_THAT(res.err, Catch::Contains("--help"));
+  }
+}
