@@ -1,0 +1,98 @@
+#include "packer/source/reference.h"
+
+#include <regex>
+
+#include "base/strings.h"
+
+namespace spore::pack {
+namespace {
+
+constexpr std::string_view kDockerHub = "docker.io";
+
+// docker's grammar for one repository path component and for tags.
+bool valid_component(const std::string& c) {
+  static const std::regex re("[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*");
+  return std::regex_match(c, re);
+}
+
+bool valid_tag(const std::string& t) {
+  static const std::regex re("[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}");
+  return std::regex_match(t, re);
+}
+
+bool looks_like_domain(std::string_view first) {
+  if (first == "localhost") return true;
+  for (char c : first)
+    if (c == '.' || c == ':' || (c >= 'A' && c <= 'Z')) return true;
+  return false;
+}
+
+Error bad(std::string_view ref, const std::string& why) {
+  return make_error(ErrorKind::kUsage, "invalid image reference \"" + std::string(ref) + "\": " + why);
+}
+
+}  // namespace
+
+bool is_sha256_digest(std::string_view d) {
+  if (!starts_with(d, "sha256:") || d.size() != 7 + 64) return false;
+  for (char c : d.substr(7))
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+std::string Reference::registry_host() const { return domain == kDockerHub ? "registry-1.docker.io" : domain; }
+
+std::string Reference::str() const {
+  std::string s = domain + "/" + repository;
+  if (!tag.empty()) s += ":" + tag;
+  if (!digest.empty()) s += "@" + digest;
+  return s;
+}
+
+Result<Reference> parse_reference(std::string_view ref) {
+  std::string_view s = ref;
+  if (starts_with(s, "docker://")) s.remove_prefix(9);
+  if (s.empty()) return bad(ref, "empty");
+
+  Reference r;
+  if (size_t at = s.find('@'); at != std::string_view::npos) {
+    r.digest = std::string(s.substr(at + 1));
+    s = s.substr(0, at);
+    if (!starts_with(r.digest, "sha256:")) return bad(ref, "only sha256 digests are supported");
+    if (!is_sha256_digest(r.digest)) return bad(ref, "a digest is \"sha256:\" and 64 lower-case hex digits");
+  }
+
+  // The tag follows the last ':' that comes after the last '/' (a ':'
+  // before it belongs to host:port).
+  size_t slash = s.rfind('/');
+  size_t colon = s.rfind(':');
+  if (colon != std::string_view::npos && (slash == std::string_view::npos || colon > slash)) {
+    r.tag = std::string(s.substr(colon + 1));
+    s = s.substr(0, colon);
+    if (!valid_tag(r.tag)) return bad(ref, "invalid tag \"" + r.tag + "\"");
+  }
+
+  size_t first = s.find('/');
+  if (first != std::string_view::npos && looks_like_domain(s.substr(0, first))) {
+    r.domain = std::string(s.substr(0, first));
+    s = s.substr(first + 1);
+  } else {
+    r.domain = std::string(kDockerHub);
+  }
+  if (r.domain == "index.docker.io") r.domain = std::string(kDockerHub);
+  if (r.domain.empty()) return bad(ref, "empty registry host");
+
+  if (s.empty()) return bad(ref, "no repository name");
+  for (const auto& c : split(s, '/')) {
+    if (!valid_component(c))
+      return bad(
+          ref, "repository names are lower-case letters, digits and separators (.-_), got \"" + std::string(s) + "\"");
+  }
+  r.repository = std::string(s);
+  if (r.domain == kDockerHub && r.repository.find('/') == std::string::npos) r.repository = "library/" + r.repository;
+  if (r.repository.size() > 255) return bad(ref, "repository name longer than 255 characters");
+  if (r.tag.empty() && r.digest.empty()) r.tag = "latest";
+  return r;
+}
+
+}  // namespace spore::pack
