@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Builds the embedded demo image's root tree from Debian's arm64
-# busybox-static plus assets/demo/, and a read-only ext4 image of it. The
-# tree is deterministic; mke2fs still stamps change times into the image, so
-# the image bytes are not (spore-pack's own rootfs writer will be).
+# busybox-static plus assets/demo/, and a read-only EROFS image of it with
+# the project's own writer (spore-mkrootfs, doc/rootfs-format.md). Tree and
+# image are deterministic: the same inputs give the same image bytes.
 #
 #   scripts/build-demo-rootfs.sh   -> out/demo/rootfs/ and out/aarch64/share/spore/demo-rootfs.img
+# Needs the host build (scripts/build.sh runs this after it).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
+mkrootfs=$SPORE_OUT/bin/spore-mkrootfs
+[ -x "$mkrootfs" ] || spore_die "$mkrootfs is missing: run scripts/build.sh"
 bb_dir=$(spore_arm64_pkg busybox-static)
 bb=$bb_dir/bin/busybox
 tree=$SPORE_OUT/demo/rootfs
 img=$SPORE_AARCH64_SHARE/demo-rootfs.img
-stamp_key=$( (sha256sum "$bb" "$0"; find "$SPORE_ROOT/assets/demo" -type f -print0 | sort -z | xargs -0 sha256sum) | spore_hash)
+stamp_key=$( (sha256sum "$bb" "$0" "$mkrootfs"; find "$SPORE_ROOT/assets/demo" -type f -print0 | sort -z | xargs -0 sha256sum) | spore_hash)
 if [ -f "$img" ] && [ "$(cat "$img.key" 2>/dev/null)" = "$stamp_key" ] && [ -d "$tree" ]; then
   exit 0
 fi
@@ -42,13 +45,8 @@ rm -rf "$tree.tmp" && mkdir -p "$tree.tmp"
 find "$tree.tmp" -exec touch -h -d @1700000000 {} +
 rm -rf "$tree" && mv "$tree.tmp" "$tree"
 
-# ext4, read-only use: no journal, no reserved blocks, fixed UUID, hash seed and time.
-size_kb=$(( $(du -sk "$tree" | cut -f1) * 13 / 10 + 4096 ))
+# root:root whoever builds it; spore-mkrootfs replaces the image atomically.
 mkdir -p "$(dirname "$img")"
-rm -f "$img.tmp"
-E2FSPROGS_FAKE_TIME=1700000000 mke2fs -q -F -t ext4 -b 4096 -m 0 -O ^has_journal,^metadata_csum_seed \
-  -U 5a0e5a0e-0000-4000-8000-000000000001 -E hash_seed=5a0e5a0e-0000-4000-8000-000000000002,root_owner=0:0 \
-  -L spore-demo -d "$tree" "$img.tmp" "${size_kb}k" >/dev/null
-mv "$img.tmp" "$img"
+"$mkrootfs" --root-owned --volume spore-demo "$tree" "$img"
 echo "$stamp_key" > "$img.key"
 spore_log "demo rootfs: $count busybox applets, $(du -k "$img" | cut -f1) KiB image"

@@ -16,6 +16,8 @@ HOST_PKGS=(
   linux-source-6.1 bc bison flex xz-utils kmod
   # testbed and images
   qemu-system-arm qemu-utils device-tree-compiler cpio e2fsprogs zstd
+  # checks our EROFS writer's images (fsck.erofs --extract in the unit tests)
+  erofs-utils
   # registry tests (spore-pack)
   docker-registry skopeo
 )
