@@ -9,9 +9,12 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 
+#include "base/exit_codes.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "base/strings.h"
@@ -213,6 +216,52 @@ Result<ExecOutcome> run_exec(int conn, const proto::ExecRequest& req_in, const E
       }
     }
   }
+}
+
+Result<ExecOutcome> run_exec_attached(int conn, proto::ExecRequest req, ExecIo io, bool interactive, bool tty) {
+  if (interactive) io.stdin_fd = STDIN_FILENO;
+  std::unique_ptr<RawTerminal> raw;
+  if (tty) {
+    req.flags |= proto::kExecTty;
+    io.tty_fd = STDIN_FILENO;
+    if (auto sz = terminal_size(STDIN_FILENO)) {
+      req.rows = sz->first;
+      req.cols = sz->second;
+    }
+    if (interactive && ::isatty(STDIN_FILENO)) raw = std::make_unique<RawTerminal>(STDIN_FILENO);
+  }
+  return run_exec(conn, req, io);
+}
+
+int session_exit_status(const Result<ExecOutcome>& outcome, const std::string& prefix, const std::string& timeout) {
+  if (!outcome.ok()) {
+    std::fprintf(stderr, "%s: %s\n", prefix.c_str(), outcome.error().message.c_str());
+    return exit_code_for(outcome.error());
+  }
+  if (outcome->refused) {
+    const auto& r = *outcome->refused;
+    std::fprintf(stderr, "%s: %s\n", prefix.c_str(), r.message.c_str());
+    switch (r.code) {
+      case proto::ErrorCode::kNotFound: return kExitNotFound;
+      case proto::ErrorCode::kNotExecutable:
+      case proto::ErrorCode::kStartFailed: return kExitCannotRun;
+      default: return kExitProtocol;
+    }
+  }
+  if (!outcome->exit) return kExitSoftware;  // interrupted: the caller decides
+  if (outcome->exit->reason == proto::ExitReason::kTimedOut) {
+    std::fprintf(stderr, "%s: command timed out after %s\n", prefix.c_str(), timeout.c_str());
+    return kExitTimeout;
+  }
+  return outcome->exit->status;
+}
+
+UniqueFd block_forwarded_signals() {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&sigs, s);
+  sigprocmask(SIG_BLOCK, &sigs, nullptr);
+  return UniqueFd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
 }
 
 }  // namespace spore::agent

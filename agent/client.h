@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "agent/protocol.h"
+#include "base/fd.h"
 #include "base/result.h"
 
 namespace spore::agent {
@@ -30,6 +31,20 @@ struct ExecOutcome {
 // Runs req on conn (a connected stream to the agent's exec port). Errors mean
 // the session itself failed (connection lost, protocol violation, cancelled).
 Result<ExecOutcome> run_exec(int conn, const proto::ExecRequest& req, const ExecIo& io);
+
+// run_exec with this process's terminal handled: stdin forwarded when
+// interactive; with tty, the request asks for a pty of this terminal's size
+// and the terminal is in raw mode for the session.
+Result<ExecOutcome> run_exec_attached(int conn, proto::ExecRequest req, ExecIo io, bool interactive, bool tty);
+
+// The exit status a launcher reports for a session: the command's own, or
+// one of base/exit_codes.h after printing "<prefix>: <why>" on stderr.
+// timeout is how the user wrote --timeout (for the message).
+int session_exit_status(const Result<ExecOutcome>& outcome, const std::string& prefix, const std::string& timeout);
+
+// Blocks the signals a launcher forwards to the guest command (INT, TERM,
+// HUP, QUIT, WINCH) before any thread starts, and returns a signalfd for them.
+UniqueFd block_forwarded_signals();
 
 // Reads the agent's HELLO from a connection to the ready port.
 Result<proto::Hello> read_hello(int fd, int timeout_ms);

@@ -93,23 +93,6 @@ int child_main(void* arg) {
   return 127;
 }
 
-// Merges request env over defaults: later KEY=... replaces earlier.
-std::vector<std::string> merge_env(std::vector<std::string> base, const std::vector<std::string>& extra) {
-  for (const auto& e : extra) {
-    auto eq = e.find('=');
-    std::string key = e.substr(0, eq);
-    bool replaced = false;
-    for (auto& b : base)
-      if (b.compare(0, key.size() + 1, key + "=") == 0) {
-        b = e;
-        replaced = true;
-        break;
-      }
-    if (!replaced) base.push_back(e);
-  }
-  return base;
-}
-
 }  // namespace
 
 std::vector<std::string> base_environment(const std::string& home, bool tty, const std::string& hostname) {

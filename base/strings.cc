@@ -89,6 +89,21 @@ bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
+std::vector<std::string> merge_env(std::vector<std::string> base, const std::vector<std::string>& overrides) {
+  for (const auto& e : overrides) {
+    std::string prefix = e.substr(0, e.find('=')) + "=";
+    bool replaced = false;
+    for (auto& b : base)
+      if (b.compare(0, prefix.size(), prefix) == 0) {
+        b = e;
+        replaced = true;
+        break;
+      }
+    if (!replaced) base.push_back(e);
+  }
+  return base;
+}
+
 std::string to_hex(const uint8_t* data, size_t len) {
   static const char kDigits[] = "0123456789abcdef";
   std::string out(len * 2, '0');

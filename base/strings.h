@@ -23,6 +23,9 @@ std::optional<uint64_t> parse_duration_ms(std::string_view s);
 
 std::vector<std::string> split(std::string_view s, char sep);
 bool starts_with(std::string_view s, std::string_view prefix);
+// KEY=VALUE lists: entries of overrides replace base entries with the same
+// key (keeping their position); new keys are appended.
+std::vector<std::string> merge_env(std::vector<std::string> base, const std::vector<std::string>& overrides);
 std::string to_hex(const uint8_t* data, size_t len);
 
 }  // namespace spore

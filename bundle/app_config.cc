@@ -61,20 +61,4 @@ std::vector<std::string> resolve_command(const AppConfig& c, const std::vector<s
   return argv;
 }
 
-std::vector<std::string> merge_env(const std::vector<std::string>& base, const std::vector<std::string>& overrides) {
-  std::vector<std::string> out = base;
-  for (const auto& e : overrides) {
-    std::string key = e.substr(0, e.find('='));
-    bool replaced = false;
-    for (auto& o : out)
-      if (o.compare(0, key.size() + 1, key + "=") == 0) {
-        o = e;
-        replaced = true;
-        break;
-      }
-    if (!replaced) out.push_back(e);
-  }
-  return out;
-}
-
 }  // namespace spore::bundle

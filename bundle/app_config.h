@@ -33,7 +33,4 @@ Result<AppConfig> decode_app_config(std::string_view data);
 // front. Empty when the image defines nothing and no args were given.
 std::vector<std::string> resolve_command(const AppConfig& c, const std::vector<std::string>& user_args);
 
-// Image Env with overrides (KEY=VALUE; later wins, order of first appearance kept).
-std::vector<std::string> merge_env(const std::vector<std::string>& base, const std::vector<std::string>& overrides);
-
 }  // namespace spore::bundle

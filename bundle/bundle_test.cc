@@ -7,6 +7,7 @@
 #include <fstream>
 #include <random>
 
+#include "base/strings.h"
 #include "bundle/app_config.h"
 #include "bundle/spore_files.h"
 #include "vmm/spore/memory.h"
@@ -177,7 +178,7 @@ TEST_CASE("docker's rules pick the command and merge the environment", "[bundle]
   c.cmd = {"app.py"};
   CHECK(resolve_command(c, {}) == std::vector<std::string>{"python3", "-u", "app.py"});
   CHECK(resolve_command(c, {"other.py"}) == std::vector<std::string>{"python3", "-u", "other.py"});
-  CHECK(merge_env({"PATH=/bin", "A=1"}, {"A=2", "B=3"}) == std::vector<std::string>{"PATH=/bin", "A=2", "B=3"});
+  CHECK(spore::merge_env({"PATH=/bin", "A=1"}, {"A=2", "B=3"}) == std::vector<std::string>{"PATH=/bin", "A=2", "B=3"});
 }
 
 TEST_CASE("app configs reject damage", "[bundle]") {

@@ -162,7 +162,7 @@ int run_pack(const Options& o) {
     cfg.entrypoint = {o.entrypoint};
     cfg.cmd.clear();
   }
-  cfg.env = bundle::merge_env(image->config.env, o.env);
+  cfg.env = merge_env(image->config.env, o.env);
   cfg.workdir = o.workdir.empty() ? image->config.workdir : o.workdir;
   cfg.user = o.user.empty() ? image->config.user : o.user;
   cfg.cpus = o.cpus;

@@ -292,6 +292,11 @@ void Monitor::serve() {
   _exit(0);  // detached client threads may still hold the machine: do not run destructors under them
 }
 
+int report(const App& app, const Error& e) {
+  std::fprintf(stderr, "%s: %s\n", app.name().c_str(), e.message.c_str());
+  return exit_code_for(e);
+}
+
 }  // namespace
 
 Result<DaemonPaths> daemon_paths(const App& app) {
@@ -316,10 +321,7 @@ Result<DaemonPaths> daemon_paths(const App& app) {
 
 int cmd_start(App& app, const Options& o) {
   auto paths = daemon_paths(app);
-  if (!paths.ok()) {
-    std::fprintf(stderr, "%s: %s\n", app.name().c_str(), paths.error().message.c_str());
-    return exit_code_for(paths.error());
-  }
+  if (!paths.ok()) return report(app, paths.error());
   pid_t pid = 0;
   Liveness l = probe(*paths, &pid);
   if (l == Liveness::kRunning) {
@@ -401,15 +403,9 @@ int cmd_start(App& app, const Options& o) {
 
 int cmd_exec(App& app, const Options& o) {
   auto paths = daemon_paths(app);
-  if (!paths.ok()) {
-    std::fprintf(stderr, "%s: %s\n", app.name().c_str(), paths.error().message.c_str());
-    return exit_code_for(paths.error());
-  }
+  if (!paths.ok()) return report(app, paths.error());
   auto req = build_request(app, o);
-  if (!req.ok()) {
-    std::fprintf(stderr, "%s: %s\n", app.name().c_str(), req.error().message.c_str());
-    return exit_code_for(req.error());
-  }
+  if (!req.ok()) return report(app, req.error());
   UniqueFd sigfd = forwarded_signals();
   auto conn = connect_unix(paths->sock);
   if (!conn.ok()) {
@@ -431,10 +427,7 @@ int cmd_exec(App& app, const Options& o) {
 
 int cmd_status(App& app, const Options& o) {
   auto paths = daemon_paths(app);
-  if (!paths.ok()) {
-    std::fprintf(stderr, "%s: %s\n", app.name().c_str(), paths.error().message.c_str());
-    return exit_code_for(paths.error());
-  }
+  if (!paths.ok()) return report(app, paths.error());
   auto conn = connect_unix(paths->sock);
   if (conn.ok()) {
     std::string req = o.json ? "STATUS JSON\n" : "STATUS TEXT\n";
@@ -465,10 +458,7 @@ int cmd_status(App& app, const Options& o) {
 
 int cmd_stop(App& app, const Options& o) {
   auto paths = daemon_paths(app);
-  if (!paths.ok()) {
-    std::fprintf(stderr, "%s: %s\n", app.name().c_str(), paths.error().message.c_str());
-    return exit_code_for(paths.error());
-  }
+  if (!paths.ok()) return report(app, paths.error());
   pid_t pid = 0;
   Liveness l = probe(*paths, &pid);
   if (l != Liveness::kRunning) {

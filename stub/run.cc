@@ -28,61 +28,21 @@ Result<proto::ExecRequest> build_request(const App& app, const Options& o) {
       env.push_back(e + "=" + v);  // -e KEY copies the caller's value, as docker does
     }
   }
-  req.env = bundle::merge_env(c.env, env);
+  req.env = merge_env(c.env, env);
   req.cwd = o.workdir.empty() ? c.workdir : o.workdir;
   req.user = o.user.empty() ? c.user : o.user;
   if (!o.timeout.empty()) req.timeout_ms = static_cast<uint32_t>(*parse_duration_ms(o.timeout));
-  if (o.tty) {
-    req.flags |= proto::kExecTty;
-    if (auto sz = agent::terminal_size(STDIN_FILENO)) {
-      req.rows = sz->first;
-      req.cols = sz->second;
-    }
-  }
   return req;
 }
 
-UniqueFd forwarded_signals() {
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&sigs, s);
-  sigprocmask(SIG_BLOCK, &sigs, nullptr);
-  return UniqueFd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
-}
+UniqueFd forwarded_signals() { return agent::block_forwarded_signals(); }
 
 int run_session(const std::string& app, int conn, const proto::ExecRequest& req, const Options& o, int sig_fd,
                 int cancel_fd) {
   agent::ExecIo io;
   io.signal_fd = sig_fd;
   io.cancel_fd = cancel_fd;
-  if (o.interactive) io.stdin_fd = STDIN_FILENO;
-  std::unique_ptr<agent::RawTerminal> raw;
-  if (o.tty) {
-    io.tty_fd = STDIN_FILENO;
-    if (o.interactive && ::isatty(STDIN_FILENO)) raw = std::make_unique<agent::RawTerminal>(STDIN_FILENO);
-  }
-  auto outcome = agent::run_exec(conn, req, io);
-  raw.reset();
-  if (!outcome.ok()) {
-    std::fprintf(stderr, "%s: %s\n", app.c_str(), outcome.error().message.c_str());
-    return exit_code_for(outcome.error());
-  }
-  if (outcome->refused) {
-    const auto& r = *outcome->refused;
-    std::fprintf(stderr, "%s: %s\n", app.c_str(), r.message.c_str());
-    switch (r.code) {
-      case proto::ErrorCode::kNotFound: return kExitNotFound;
-      case proto::ErrorCode::kNotExecutable:
-      case proto::ErrorCode::kStartFailed: return kExitCannotRun;
-      default: return kExitProtocol;
-    }
-  }
-  const auto& e = *outcome->exit;
-  if (e.reason == proto::ExitReason::kTimedOut) {
-    std::fprintf(stderr, "%s: command timed out after %s\n", app.c_str(), o.timeout.c_str());
-    return kExitTimeout;
-  }
-  return e.status;
+  return agent::session_exit_status(agent::run_exec_attached(conn, req, io, o.interactive, o.tty), app, o.timeout);
 }
 
 int cmd_run(App& app, const Options& o) {

@@ -74,57 +74,24 @@ Result<proto::ExecRequest> make_request(const ExecOptions& o) {
   return req;
 }
 
-UniqueFd forwarded_signals() {
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&sigs, s);
-  sigprocmask(SIG_BLOCK, &sigs, nullptr);
-  return UniqueFd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
-}
+UniqueFd forwarded_signals() { return agent::block_forwarded_signals(); }
 
-int run_command(vmm::Machine& m, const proto::ExecRequest& req_in, const ExecOptions& o, int sig_fd,
+int run_command(vmm::Machine& m, const proto::ExecRequest& req, const ExecOptions& o, int sig_fd,
                 const vmm::ConsoleLog& console, int64_t* first_output_ns, int interrupt_fd) {
-  proto::ExecRequest req = req_in;
   agent::ExecIo io;
   io.signal_fd = sig_fd;
   io.interrupt_fd = interrupt_fd;
-  if (o.interactive) io.stdin_fd = STDIN_FILENO;
-  std::unique_ptr<agent::RawTerminal> raw;
-  if (o.tty) {
-    req.flags |= proto::kExecTty;
-    io.tty_fd = STDIN_FILENO;
-    if (auto sz = agent::terminal_size(STDIN_FILENO)) {
-      req.rows = sz->first;
-      req.cols = sz->second;
-    }
-    if (o.interactive && ::isatty(STDIN_FILENO)) raw = std::make_unique<agent::RawTerminal>(STDIN_FILENO);
-  }
-  auto outcome = vmm::exec_in_guest(m, req, io);
-  raw.reset();
+  io.cancel_fd = m.exit_fd();
+  auto conn = m.vsock().connect_wait(proto::kAgentPort, 30'000);
+  Result<agent::ExecOutcome> outcome =
+      conn.ok() ? agent::run_exec_attached(conn->get(), req, io, o.interactive, o.tty)
+                : Result<agent::ExecOutcome>(std::move(conn).error().wrap("connecting to the guest agent"));
   if (first_output_ns) *first_output_ns = outcome.ok() ? outcome->first_output_ns : 0;
-  if (!outcome.ok()) {
-    std::fprintf(stderr, "spore-vm: %s\n", outcome.error().message.c_str());
-    std::string tail = console.tail(20);
-    if (!tail.empty() && !o.console) std::fprintf(stderr, "spore-vm: last guest console output:\n%s\n", tail.c_str());
-    return exit_code_for(outcome.error());
-  }
-  if (outcome->interrupted) return kStatusInterrupted;
-  if (outcome->refused) {
-    const auto& r = *outcome->refused;
-    std::fprintf(stderr, "spore-vm: %s\n", r.message.c_str());
-    switch (r.code) {
-      case proto::ErrorCode::kNotFound: return kExitNotFound;
-      case proto::ErrorCode::kNotExecutable:
-      case proto::ErrorCode::kStartFailed: return kExitCannotRun;
-      default: return kExitProtocol;
-    }
-  }
-  const auto& e = *outcome->exit;
-  if (e.reason == proto::ExitReason::kTimedOut) {
-    std::fprintf(stderr, "spore-vm: command timed out after %s\n", o.timeout.c_str());
-    return kExitTimeout;
-  }
-  return e.status;
+  if (outcome.ok() && outcome->interrupted) return kStatusInterrupted;
+  int status = agent::session_exit_status(outcome, "spore-vm", o.timeout);
+  std::string tail = outcome.ok() ? std::string() : console.tail(20);
+  if (!tail.empty() && !o.console) std::fprintf(stderr, "spore-vm: last guest console output:\n%s\n", tail.c_str());
+  return status;
 }
 
 }  // namespace spore::cli

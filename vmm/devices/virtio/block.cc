@@ -135,35 +135,17 @@ uint8_t Block::handle(const DescChain& chain, uint64_t data_len, uint32_t* writt
 void Block::notify(size_t q) {
   if (q != 0 || !transport_) return;
   const GuestMemory& mem = transport_->memory();
-  Queue& queue = transport_->queue(0);
-  bool used = false;
-  for (;;) {
-    auto next = queue.pop(mem);
-    if (!next.ok()) {
-      transport_->fail(next.error());
-      return;
-    }
-    if (!*next) break;
-    const DescChain& chain = **next;
+  serve_queue(*transport_, 0, [&](const DescChain& chain) -> Result<uint32_t> {
     // The last writable byte is the status; everything writable before it is data.
-    if (chain.writable_len == 0) {
-      transport_->fail(make_error(ErrorKind::kGuest, "virtio-blk: request without a status byte"));
-      return;
-    }
+    if (chain.writable_len == 0) return make_error(ErrorKind::kGuest, "virtio-blk: request without a status byte");
     uint64_t data_len = chain.writable_len - 1;
     uint32_t written = 0;
     uint8_t status = handle(chain, data_len, &written);
-    // The status byte sits right after the data area.
     ChainWriter w(mem, chain);
     w.advance(data_len);
     w.write(&status, 1);
-    if (auto s = queue.push_used(mem, chain.head, written + 1); !s.ok()) {
-      transport_->fail(s.error());
-      return;
-    }
-    used = true;
-  }
-  if (used) transport_->signal_used(0);
+    return written + 1;
+  });
 }
 
 }  // namespace spore::vmm::virtio

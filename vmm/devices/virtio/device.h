@@ -92,6 +92,36 @@ class Device {
   Transport* transport_ = nullptr;
 };
 
+// The loop every request queue runs: pops each available chain, lets
+// handle() serve it (returning the bytes written into the chain, or an
+// error that breaks the device), returns it as used, and interrupts the
+// guest once at the end if anything was used.
+template <class Handler>
+void serve_queue(Transport& t, size_t q, Handler&& handle) {
+  const GuestMemory& mem = t.memory();
+  Queue& queue = t.queue(q);
+  bool used = false;
+  for (;;) {
+    auto next = queue.pop(mem);
+    if (!next.ok()) {
+      t.fail(next.error());
+      return;
+    }
+    if (!*next) break;
+    Result<uint32_t> written = handle(**next);
+    if (!written.ok()) {
+      t.fail(written.error());
+      return;
+    }
+    if (auto s = queue.push_used(mem, (*next)->head, *written); !s.ok()) {
+      t.fail(s.error());
+      return;
+    }
+    used = true;
+  }
+  if (used) t.signal_used(q);
+}
+
 // Copies [offset, offset+len) of a config struct, zero-filling past its end.
 void read_config_bytes(const void* config, size_t config_size, uint64_t offset, uint8_t* data, size_t len);
 

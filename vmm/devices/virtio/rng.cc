@@ -12,16 +12,8 @@ constexpr size_t kMaxPerRequest = 64 << 10;
 void Rng::notify(size_t q) {
   if (q != 0 || !transport_) return;
   const GuestMemory& mem = transport_->memory();
-  Queue& queue = transport_->queue(0);
-  bool used = false;
-  for (;;) {
-    auto next = queue.pop(mem);
-    if (!next.ok()) {
-      transport_->fail(next.error());
-      return;
-    }
-    if (!*next) break;
-    ChainWriter w(mem, **next);
+  serve_queue(*transport_, 0, [&](const DescChain& chain) -> Result<uint32_t> {
+    ChainWriter w(mem, chain);
     size_t left = std::min<uint64_t>(w.remaining(), kMaxPerRequest);
     while (left > 0) {
       auto [p, n] = w.span(left);
@@ -31,13 +23,8 @@ void Rng::notify(size_t q) {
       w.advance(static_cast<size_t>(got));
       left -= static_cast<size_t>(got);
     }
-    if (auto s = queue.push_used(mem, (*next)->head, static_cast<uint32_t>(w.written())); !s.ok()) {
-      transport_->fail(s.error());
-      return;
-    }
-    used = true;
-  }
-  if (used) transport_->signal_used(0);
+    return static_cast<uint32_t>(w.written());
+  });
 }
 
 }  // namespace spore::vmm::virtio

@@ -360,30 +360,13 @@ void Vsock::end_reset_wait() {
 
 void Vsock::process_tx() {
   const GuestMemory& mem = transport_->memory();
-  Queue& queue = transport_->queue(kTxQueue);
-  bool used = false;
-  for (;;) {
-    auto next = queue.pop(mem);
-    if (!next.ok()) {
-      transport_->fail(next.error());
-      return;
-    }
-    if (!*next) break;
-    const DescChain& chain = **next;
+  serve_queue(*transport_, kTxQueue, [&](const DescChain& chain) -> Result<uint32_t> {
     VsockHeader h;
     ChainReader r(mem, chain);
-    if (r.read(&h, sizeof h)) {
-      handle_packet(h, chain);
-    } else {
-      LOG_GUEST("virtio-vsock: tx packet shorter than its header");
-    }
-    if (auto s = queue.push_used(mem, chain.head, 0); !s.ok()) {
-      transport_->fail(s.error());
-      return;
-    }
-    used = true;
-  }
-  if (used) transport_->signal_used(kTxQueue);
+    if (r.read(&h, sizeof h)) handle_packet(h, chain);
+    else LOG_GUEST("virtio-vsock: tx packet shorter than its header");
+    return 0u;
+  });
 }
 
 void Vsock::handle_packet(const VsockHeader& h, const DescChain& chain) {
