@@ -11,8 +11,12 @@ std::optional<Summary> summarize(std::vector<double> v) {
   Summary s;
   s.n = v.size();
   s.median = s.n % 2 ? v[s.n / 2] : (v[s.n / 2 - 1] + v[s.n / 2]) / 2;
-  size_t rank = static_cast<size_t>(std::ceil(0.9 * static_cast<double>(s.n)));
-  s.p90 = v[std::max<size_t>(rank, 1) - 1];
+  auto nearest_rank = [&v](double q) {
+    size_t rank = static_cast<size_t>(std::ceil(q * static_cast<double>(v.size())));
+    return v[std::max<size_t>(rank, 1) - 1];
+  };
+  s.p90 = nearest_rank(0.9);
+  s.p95 = nearest_rank(0.95);
   s.min = v.front();
   s.max = v.back();
   return s;

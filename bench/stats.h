@@ -15,11 +15,11 @@ namespace spore::bench {
 
 struct Summary {
   size_t n = 0;
-  double median = 0, p90 = 0, min = 0, max = 0;
+  double median = 0, p90 = 0, p95 = 0, min = 0, max = 0;
 };
 
-// Median (mean of the middle two for an even count), p90 by nearest rank,
-// min and max. Nothing for an empty input.
+// Median (mean of the middle two for an even count), p90 and p95 by nearest
+// rank, min and max. Nothing for an empty input.
 std::optional<Summary> summarize(std::vector<double> values);
 
 // One figure's samples, each tagged with the round it was measured in, so

@@ -4,7 +4,7 @@
 
 using namespace spore::bench;
 
-TEST_CASE("summarize: median, nearest-rank p90, min, max", "[bench]") {
+TEST_CASE("summarize: median, nearest-rank p90 and p95, min, max", "[bench]") {
   CHECK_FALSE(summarize({}));
   auto one = summarize({7});
   REQUIRE(one);
@@ -20,7 +20,14 @@ TEST_CASE("summarize: median, nearest-rank p90, min, max", "[bench]") {
   CHECK(ten->n == 10);
   CHECK(ten->median == 5.5);
   CHECK(ten->p90 == 9);  // the 9th of 10
+  CHECK(ten->p95 == 10);  // the 10th of 10
   CHECK(ten->max == 10);
+  std::vector<double> twenty;
+  for (int i = 1; i <= 20; i++) twenty.push_back(i);
+  auto t = summarize(twenty);
+  REQUIRE(t);
+  CHECK(t->p90 == 18);
+  CHECK(t->p95 == 19);  // the 19th of 20
 }
 
 TEST_CASE("paired_ratio compares the same rounds only", "[bench]") {

@@ -11,10 +11,13 @@
 # Prints a table of medians, p90, minima and ratios; the raw samples and the
 # table also go to out/bench/boot-<date>.txt. Builds and stages what is
 # missing first. One testbed session; do not run another one beside it (the
-# figures would be noise).
+# figures would be noise): the script warns when another emulated host or
+# other busy processes ran beside it.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 cd "$SPORE_ROOT"
 
 usage() {
@@ -37,78 +40,27 @@ done
 
 scripts/build.sh >&2
 peer=$(scripts/fetch-qemu-peer.sh)
-
-# The peer's host side is vhost-vsock in the testbed's kernel, which Debian
-# builds as modules; busybox insmod loads them from the very package the
-# testbed boots (resolved the way scripts/testbed/base.sh resolves it), each
-# after its dependencies.
-kpkg=$(spore_cloud_kernel_pkg)
-[ -n "$kpkg" ] || spore_die "cannot resolve the linux-image-*-cloud-arm64 package (run scripts/setup.sh)"
-kmods=$(echo "$(spore_arm64_pkg "$kpkg")"/lib/modules/*)
-[ -d "$kmods/kernel" ] || spore_die "no module tree in $kmods"
-declare -A loaded=()
-modules=()
-add_module() {  # name: its dependencies first, then itself
-  local name=${1//-/_} path dep
-  [ -z "${loaded[$name]:-}" ] || return 0
-  loaded[$name]=1
-  path=$(find "$kmods/kernel" -name "$name.ko" -o -name "${name//_/-}.ko" | head -n1)
-  if [ -z "$path" ]; then
-    grep -q "/$name\.ko\$" "$kmods/modules.builtin" && return 0
-    spore_die "module $name is neither in $kmods nor built in"
-  fi
-  for dep in $(modinfo -F depends "$path" | tr ',' ' '); do add_module "$dep"; done
-  modules+=("$path")
-}
-add_module vhost_vsock
+bench_vsock_modules
 
 mkdir -p "$SPORE_OUT/bench"
 raw=$SPORE_OUT/bench/boot-$(date +%Y%m%d-%H%M%S).txt
-qemu_version=$(grep -o '^qemu-system-arm_[^_]*' "$peer/packages" | head -n1 | sed 's/^qemu-system-arm_//; s/%3a/:/')
 {
   printf '# scripts/bench-boot.sh --runs %s --floor-reps %s, %s\n' "$runs" "$floor_reps" "$(date -Is)"
   printf '# spore %s; peer qemu-system-arm %s; outer kernel %s\n' \
-    "$(git describe --always --dirty 2>/dev/null || echo '?')" "$qemu_version" "$kpkg"
-  printf '# build host: %s cores, load %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    "$(git describe --always --dirty 2>/dev/null || echo '?')" "$(bench_qemu_version "$peer")" "$bench_kpkg"
 } >"$raw"
-# Another emulated host on these 2 cores would halve the speed of ours.
-others=$(pgrep -c -x qemu-system-aar 2>/dev/null) || others=0
-if [ "$others" -gt 0 ]; then
-  spore_log "warning: $others other qemu-system-aarch64 process(es) running: expect noisy figures"
-  printf '# warning: %s other qemu-system-aarch64 running at the start\n' "$others" >>"$raw"
-fi
 
 # Runs inside the testbed (busybox sh): load the modules the peer needs,
-# unless the kernel has them already, then the interleaved benchmark.
-# shellcheck disable=SC2016  # expanded by the inner shell
-inner='
-set -e
-kver=$(uname -r)
-while [ "$1" != -- ]; do
-  name=$(basename "$1" .ko | tr - _)
-  if [ -d "/sys/module/$name" ]; then :
-  elif case $1 in */lib/modules/"$kver"/*) true ;; *) false ;; esac; then insmod "$1"
-  else modprobe "$name"  # not the testbed (a native arm64 host): its own modules
-  fi
-  shift
-done
-shift
-echo "# testbed: kernel $kver, $(grep -c ^processor /proc/cpuinfo) vCPUs, $(free -m | awk "/^Mem:/ { print \$2 }") MiB" >>"$RAW"
+# then the interleaved benchmark.
+inner="$BENCH_INNER_MODULES"'
 exec spore-bench "$@"
 '
 spore_log "benchmark: $runs rounds (+1 warm-up) of floor x$floor_reps, spore and qemu; raw samples in ${raw#"$SPORE_ROOT"/}"
-start=$(date +%s)
+bench_watch_start "$raw"
 status=0
-scripts/testbed.sh --share "$peer" --share "$kmods" --share "$SPORE_OUT/bench" --timeout 3600 -- \
-  env RAW="$raw" sh -c "$inner" bench-inner "${modules[@]}" -- \
+scripts/testbed.sh --share "$peer" --share "$bench_kmods" --share "$SPORE_OUT/bench" --timeout 3600 -- \
+  env RAW="$raw" sh -c "$inner" bench-inner "${bench_modules[@]}" -- \
   boot --runs "$runs" --floor-reps "$floor_reps" --qemu-peer "$peer" --raw "$raw" || status=$?
-printf '# build host load at the end: %s; wall time %s s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" \
-  "$(( $(date +%s) - start ))" >>"$raw"
-others_at_start=${others:-0}
-others=$(pgrep -c -x qemu-system-aar 2>/dev/null) || others=0
-if [ "$others" -gt 0 ] || [ "$others_at_start" -gt 0 ]; then
-  spore_log "warning: other emulated hosts ran beside this benchmark ($others_at_start at the start, $others at the end)"
-  printf '# warning: %s other qemu-system-aarch64 running at the end\n' "$others" >>"$raw"
-fi
+bench_watch_stop || true
 spore_log "raw samples and table: ${raw#"$SPORE_ROOT"/}"
 exit "$status"
