@@ -94,13 +94,14 @@ Result<std::string> App::extracted(bundle::SectionType type, const std::string& 
   return path;
 }
 
-Result<std::unique_ptr<vmm::Machine>> App::resume(const vmm::Spore& spore, const MachineRequest& req) {
+Result<std::unique_ptr<vmm::Machine>> App::resume(const vmm::Spore& spore, const MachineRequest& req,
+                                                  vmm::ResumeReport* report) {
   vmm::ResumeOptions ro;
   ro.console = req.console;
   if (spore.manifest.rootfs) {
     SPORE_ASSIGN_OR_RETURN(ro.rootfs_override, extracted(bundle::SectionType::kRootfs, "rootfs.img"));
   }
-  SPORE_ASSIGN_OR_RETURN(auto m, vmm::resume_spore(spore, ro, *cache_));
+  SPORE_ASSIGN_OR_RETURN(auto m, vmm::resume_spore(spore, ro, *cache_, report));
   SPORE_TRY(m->start());
   return m;
 }
@@ -161,7 +162,7 @@ Result<Obtained> App::obtain(const MachineRequest& req) {
   // The spore sealed into the bundle, when this host can run it.
   if (reader_->has_spore()) {
     SPORE_ASSIGN_OR_RETURN(vmm::Spore sp, bundle::open_bundle_spore(reader_));
-    auto m = resume(sp, req);
+    auto m = resume(sp, req, &o.report);
     if (m.ok()) {
       o.machine = std::move(*m);
       o.resumed = true;
@@ -177,7 +178,7 @@ Result<Obtained> App::obtain(const MachineRequest& req) {
   std::string local = dir_ + "/local-spore";
   if (path_exists(local + "/manifest.json")) {
     auto sp = vmm::open_spore(local);
-    auto m = sp.ok() ? resume(*sp, req) : Result<std::unique_ptr<vmm::Machine>>(sp.error());
+    auto m = sp.ok() ? resume(*sp, req, &o.report) : Result<std::unique_ptr<vmm::Machine>>(sp.error());
     if (m.ok()) {
       o.machine = std::move(*m);
       o.resumed = true;
@@ -197,6 +198,10 @@ Result<Obtained> App::obtain(const MachineRequest& req) {
     say(name_, "could not seal a local spore: " + cap.error().message);
   o.machine->unpause();
   return o;
+}
+
+void App::after_run(const Obtained& o) {
+  if (o.resumed) vmm::remember_working_set(*o.machine, *cache_, o.report);
 }
 
 Status App::seal_into_bundle() {

@@ -14,6 +14,7 @@
 #include "bundle/bundle.h"
 #include "vmm/machine.h"
 #include "vmm/spore/cache.h"
+#include "vmm/spore/capture.h"
 #include "vmm/spore/spore.h"
 
 namespace spore::stub {
@@ -27,6 +28,7 @@ struct MachineRequest {
 struct Obtained {
   std::unique_ptr<vmm::Machine> machine;  // running
   bool resumed = false;                   // false: a cold boot
+  vmm::ResumeReport report;               // when resumed
 };
 
 class App {
@@ -46,11 +48,14 @@ class App {
   // spore-pack's sealing step: cold boot, warm, capture, and rewrite the
   // sidecar with the spore in it.
   Status seal_into_bundle();
+  // After a resumed run's command: lets later resumes prefetch what it touched.
+  void after_run(const Obtained& o);
 
  private:
   App() = default;
   Result<std::string> extracted(bundle::SectionType type, const std::string& file);
-  Result<std::unique_ptr<vmm::Machine>> resume(const vmm::Spore& spore, const MachineRequest& req);
+  Result<std::unique_ptr<vmm::Machine>> resume(const vmm::Spore& spore, const MachineRequest& req,
+                                               vmm::ResumeReport* report);
   Result<std::unique_ptr<vmm::Machine>> cold_boot(uint32_t cpus, uint64_t mem_mib, const MachineRequest& req);
   Status run_warm(vmm::Machine& m);
 

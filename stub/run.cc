@@ -68,6 +68,7 @@ int cmd_run(App& app, const Options& o) {
   }
   int status = run_session(app.name(), conn->get(), *req, o, sigfd.get(), m.exit_fd());
   m.stop();
+  app.after_run(*got);
   return status;
 }
 

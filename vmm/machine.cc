@@ -10,6 +10,7 @@
 
 #include "base/log.h"
 #include "base/strings.h"
+#include "vmm/spore/working_set.h"
 
 namespace spore::vmm {
 namespace {
@@ -93,6 +94,7 @@ Result<std::unique_ptr<Machine>> Machine::restore(const MachineConfig& config, c
     m->vsock_->transport_reset();
   }
   m->restored_ = true;
+  m->working_set_ = spec.working_set;
   return m;
 }
 
@@ -104,6 +106,11 @@ Machine::~Machine() {
 Status Machine::start() {
   if (io_thread_.joinable()) return make_error(ErrorKind::kInternal, "machine already started");
   install_kick_handler();
+  if (!working_set_.empty()) {
+    // Host page faults for what the guest will touch, done in bulk beside it.
+    const MemoryRegion& r = mem_.regions()[0];
+    prefetch_thread_ = std::thread([r, ws = std::move(working_set_)] { prefetch_working_set(r.host, r.size, ws); });
+  }
   EventLoop* loop = loop_.get();
   io_thread_ = std::thread([loop] { loop->run(); });
   // Held so kick_all() never sees a half-built handle list.
@@ -199,6 +206,7 @@ Result<MachineState> Machine::save_state() {
 }
 
 void Machine::shutdown_threads() {
+  if (prefetch_thread_.joinable()) prefetch_thread_.join();
   for (auto& t : vcpu_threads_)
     if (t.joinable()) t.join();
   vcpu_threads_.clear();

@@ -49,6 +49,7 @@ struct RestoreSpec {
   MachineState state;
   PlatformFacts platform;             // as recorded; the host must match it
   std::array<uint8_t, 16> spore_id{}; // identity the guest sees
+  std::string working_set;            // page states to prefetch (vmm/spore/working_set.h), or empty
 };
 
 enum class ExitKind {
@@ -146,6 +147,8 @@ class Machine {
   std::vector<uint32_t> virtio_slots_;
   virtio::Vsock* vsock_ = nullptr;  // owned by its transport
 
+  std::string working_set_;
+  std::thread prefetch_thread_;
   std::thread io_thread_;
   std::vector<std::thread> vcpu_threads_;
   std::vector<pthread_t> vcpu_handles_;

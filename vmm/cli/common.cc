@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "base/exit_codes.h"
+#include "base/log.h"
 #include "base/strings.h"
 #include "vmm/guest_cmdline.h"
 
@@ -82,7 +83,9 @@ int run_command(vmm::Machine& m, const proto::ExecRequest& req, const ExecOption
   io.signal_fd = sig_fd;
   io.interrupt_fd = interrupt_fd;
   io.cancel_fd = m.exit_fd();
+  int64_t t0 = mono_ns();
   auto conn = m.vsock().connect_wait(proto::kAgentPort, 30'000);
+  LOG_INFO("vsock connect to the agent took %.1f ms", (mono_ns() - t0) / 1e6);
   Result<agent::ExecOutcome> outcome =
       conn.ok() ? agent::run_exec_attached(conn->get(), req, io, o.interactive, o.tty)
                 : Result<agent::ExecOutcome>(std::move(conn).error().wrap("connecting to the guest agent"));

@@ -38,10 +38,12 @@ int cmd_resume(const ResumeCmdOptions& o) {
   int status = run_command(m, *req, o.exec, sigfd.get(), console, &first_output);
   int64_t t_exit = mono_ns();
   m.stop();
+  vmm::remember_working_set(m, *cache, rep);
   if (o.exec.timings)
     std::fprintf(stderr,
-                 "spore-vm: timings: prepare_ms=%.1f%s restore_ms=%.1f started_ms=%.1f first_output_ms=%.1f exit_ms=%.1f\n",
-                 rep.prepare_ms, rep.materialized ? " (materialised RAM)" : "", rep.restore_ms,
+                 "spore-vm: timings: prepare_ms=%.1f%s%s restore_ms=%.1f started_ms=%.1f first_output_ms=%.1f exit_ms=%.1f\n",
+                 rep.prepare_ms, rep.materialized ? " (materialised RAM)" : "", rep.prefetched ? " (prefetching)" : "",
+                 rep.restore_ms,
                  ms_since_start(t_started), ms_since_start(first_output), ms_since_start(t_exit));
   return status;
 }

@@ -24,6 +24,8 @@ class Cache {
                                bool* materialized = nullptr);
   // Where the RAM file for index_digest lives (it may not exist).
   std::string ram_path(const Digest& index_digest) const;
+  // The pages resumes of that RAM touch (vmm/spore/working_set.h), if known.
+  std::string working_set_path(const Digest& index_digest) const { return ram_path(index_digest) + ".ws"; }
 
   // SHA-256 of a file, remembered per (path, device, inode, size, mtime,
   // ctime) so an unchanged file is hashed once.

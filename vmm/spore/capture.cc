@@ -10,7 +10,9 @@
 #include <thread>
 
 #include "base/fd.h"
+#include "base/files.h"
 #include "base/strings.h"
+#include "vmm/spore/working_set.h"
 
 namespace spore::vmm {
 namespace {
@@ -133,16 +135,32 @@ Result<std::unique_ptr<Machine>> resume_spore(const Spore& spore, const ResumeOp
 
   RestoreSpec spec;
   spec.ram_file = ram_file;
+  if (auto ws = read_file(cache.working_set_path(idx_digest), 16 << 20); ws.ok()) {
+    auto states = decode_working_set(*ws, idx.ram_size / static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)));
+    if (states.ok()) spec.working_set = std::move(*states);
+  }
+  const bool prefetch = !spec.working_set.empty();
   spec.state = std::move(*state);
   spec.platform = man.platform;
   spec.spore_id = id_bytes(man.id);
   auto m = Machine::restore(cfg, spec);
   if (report) {
     report->materialized = materialized;
+    report->prefetched = prefetch;
+    report->index_digest = idx_digest;
     report->prepare_ms = t1 - t0;
     report->restore_ms = now_ms() - t1;
   }
   return m;
+}
+
+void remember_working_set(const Machine& m, Cache& cache, const ResumeReport& report) {
+  if (report.prefetched) return;
+  std::string path = cache.working_set_path(report.index_digest);
+  if (::access(path.c_str(), F_OK) == 0) return;
+  const MemoryRegion& r = m.memory().regions()[0];
+  auto states = observe_working_set(r.host, r.size);
+  if (states.ok()) (void)write_file_atomic(path, encode_working_set(*states));  // an optimisation only
 }
 
 }  // namespace spore::vmm

@@ -37,6 +37,8 @@ struct ResumeOptions {
 
 struct ResumeReport {
   bool materialized = false;  // the RAM file had to be built from chunks
+  bool prefetched = false;    // a recorded working set is being prefetched
+  Digest index_digest{};
   double prepare_ms = 0;      // verify + materialise
   double restore_ms = 0;      // VM built and state loaded
 };
@@ -45,5 +47,9 @@ struct ResumeReport {
 // RAM file is in the cache, and restores a machine from it (not yet started).
 Result<std::unique_ptr<Machine>> resume_spore(const Spore& spore, const ResumeOptions& opts, Cache& cache,
                                               ResumeReport* report = nullptr);
+
+// After the first command of a resume whose RAM has no recorded working set
+// yet: records what the guest touched, for later resumes to prefetch.
+void remember_working_set(const Machine& m, Cache& cache, const ResumeReport& report);
 
 }  // namespace spore::vmm

@@ -1,5 +1,6 @@
 // Spore formats and storage: chunk store, memory index, state file,
 // manifest, materialisation and forking, without KVM.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -338,4 +339,46 @@ TEST_CASE("spores are written atomically, verified on read, and forked as metada
     CHECK(*p1 == *p2);
     CHECK(slurp(*p1) == std::string(reinterpret_cast<char*>(ram.data()), ram.size()));
   }
+}
+
+#include <sys/mman.h>
+
+#include "vmm/spore/working_set.h"
+
+TEST_CASE("working sets round-trip and see which pages were read or written", "[spore][ws]") {
+  std::string states = {0, 1, 2, 0, 0, 1, 1, 2, 2};
+  auto back = decode_working_set(encode_working_set(states), states.size());
+  REQUIRE(back.ok());
+  CHECK(*back == states);
+  CHECK_FALSE(decode_working_set(encode_working_set(states), states.size() + 1).ok());
+  std::string bad = encode_working_set(states);
+  bad.back() = static_cast<char>(0xff);
+  CHECK_FALSE(decode_working_set(bad, states.size()).ok());
+
+  // A private file mapping, like a resumed guest's RAM.
+  TempDir t;
+  std::string path = t.path + "/ram";
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  {
+    std::ofstream f(path, std::ios::binary);
+    std::string data(8 * page, 'x');
+    f << data;
+  }
+  int fd = ::open(path.c_str(), O_RDONLY);
+  REQUIRE(fd >= 0);
+  auto* ram = static_cast<uint8_t*>(::mmap(nullptr, 8 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0));
+  ::close(fd);
+  REQUIRE(ram != MAP_FAILED);
+  volatile uint8_t sink = ram[1 * page];
+  (void)sink;
+  ram[3 * page] = 'w';
+  auto seen = observe_working_set(ram, 8 * page);
+  REQUIRE(seen.ok());
+  CHECK((*seen)[3] == 2);
+  CHECK((*seen)[1] != 0);  // read (fault-around may map neighbours too)
+  prefetch_working_set(ram, 8 * page, std::string{0, 0, 0, 0, 0, 0, 2, 0});
+  auto after = observe_working_set(ram, 8 * page);
+  CHECK((*after)[6] == 2);  // prefetched writable: a private copy now
+  CHECK(ram[6 * page] == 'x');
+  ::munmap(ram, 8 * page);
 }
