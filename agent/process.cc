@@ -76,7 +76,9 @@ int child_main(void* arg) {
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int s = 1; s < NSIG; s++) ::signal(s, SIG_DFL);
+  // execve resets caught signals by itself; ignored ones are inherited, and
+  // the agent ignores only SIGPIPE.
+  ::signal(SIGPIPE, SIG_DFL);
   ::setsid();
   if (a->tty) {
     int t = ::open(a->pty_name, O_RDWR);

@@ -230,3 +230,10 @@ TEST_CASE("agent server: many sessions at once do not mix their output", "[agent
     CHECK(results[i].out == want);
   }
 }
+
+TEST_CASE("agent server: commands start with no signals ignored or blocked", "[agent][server]") {
+  AgentProcess a;
+  auto c = exec(a, cmd({"/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"}));
+  REQUIRE(c.outcome.ok());
+  CHECK(c.out == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+}
