@@ -7,6 +7,8 @@
 //   spore-bench boot  [--runs N] [-- CMD] all three, interleaved round by round
 //   spore-bench spore [--runs N] [-- CMD] capture, resume, fork and their memory, beside
 //                                         the floor, cold boots and QEMU's save/restore
+//   spore-bench app --app NAME=PATH...    packed apps: seal, sizes, one-shot runs and daemon
+//                                         execs, beside cold boots and spore-vm resume
 //
 // Each sample becomes one raw line (`KIND round=R field_ms=V ...`, on stdout
 // or appended to --raw FILE); the end is a table of medians, spread and
@@ -24,6 +26,7 @@
 #include "agent/protocol.h"
 #include "base/fd.h"
 #include "base/result.h"
+#include "bench/app_mode.h"
 #include "bench/harness.h"
 #include "bench/spore_mode.h"
 #include "bench/vms.h"
@@ -71,7 +74,7 @@ Status qemu_once(const Options& o, uint32_t round, Report& report) {
 
 // ------------------------------------------------------------------ modes
 
-enum class Mode { kFloor, kCold, kQemu, kBoot, kSpore };
+enum class Mode { kFloor, kCold, kQemu, kBoot, kSpore, kApp };
 
 void boot_run(const char* kind, Status (*once)(const Options&, uint32_t, Report&), const Options& o,
               uint32_t round, Report& report) {
@@ -116,7 +119,7 @@ void print_boot_table(FILE* out, const Report& report) {
     std::fprintf(out, "* derived: spore-vm's own times plus (fork -> first output) - (its start -> first output)\n");
 }
 
-int run_mode(Mode mode, Options o) {
+int run_mode(Mode mode, Options o, const AppOptions& app_opts) {
   ::signal(SIGPIPE, SIG_IGN);
   if (o.spore_vm.empty()) o.spore_vm = exe_dir() + "/spore-vm";
   if (o.assets.empty()) {
@@ -153,6 +156,8 @@ int run_mode(Mode mode, Options o) {
 
   if (mode == Mode::kSpore) {
     spore_mode(o, report);
+  } else if (mode == Mode::kApp) {
+    app_mode(o, app_opts, report);
   } else {
     // Round 0 is the warm-up; the boots alternate which peer goes first, so
     // neither always runs right after the other (caches, the host's drift).
@@ -179,6 +184,7 @@ int run_mode(Mode mode, Options o) {
   // The table goes to the terminal, and after the raw lines it sums up.
   auto print = [&](FILE* out) {
     if (mode == Mode::kSpore) print_spore_table(out, report, o);
+    else if (mode == Mode::kApp) print_app_table(out, report, app_opts);
     else print_boot_table(out, report);
   };
   std::fputc('\n', raw);
@@ -231,8 +237,21 @@ int main(int argc, char** argv) {
                "QEMU's save/restore (scripts/bench-spore.sh)");
   add_common(spore, true);
   add_spore_options(spore, o);
+  AppOptions app_opts;
+  auto* apps = app.add_subcommand(
+      "app", "packed apps: seal, sizes, one-shot runs and daemon execs, beside cold boots of the same guest and "
+             "spore-vm resume (scripts/bench-app.sh)");
+  add_common(apps, false);
+  apps->add_option("--spore-vm", o.spore_vm, "spore-vm binary (default: next to spore-bench)");
+  apps->add_option("--timeout", o.timeout_s, "seconds allowed per run")->check(CLI::Range(1, 3600))->capture_default_str();
+  add_app_options(apps, app_opts);
   CLI11_PARSE(app, argc, argv);
 
-  Mode mode = *floor ? Mode::kFloor : *cold ? Mode::kCold : *qemu ? Mode::kQemu : *boot ? Mode::kBoot : Mode::kSpore;
-  return run_mode(mode, o);
+  Mode mode = *floor ? Mode::kFloor
+              : *cold ? Mode::kCold
+              : *qemu ? Mode::kQemu
+              : *boot ? Mode::kBoot
+              : *spore ? Mode::kSpore
+                       : Mode::kApp;
+  return run_mode(mode, o, app_opts);
 }

@@ -20,6 +20,8 @@ HOST_PKGS=(
   erofs-utils
   # registry tests (spore-pack)
   docker-registry skopeo
+  # bench-app.sh: a Debian arm64 minbase root to pack (first stage only)
+  debootstrap debian-archive-keyring
 )
 ARM64_PKGS=(libzstd-dev:arm64 libssl-dev:arm64)
 
