@@ -26,6 +26,7 @@ struct LayerBlob {
   std::string media_type;  // as the manifest says (informational; the format is sniffed)
   std::string digest;      // "sha256:<hex>" of the blob as stored (verified when fetched)
   uint64_t size = 0;
+  std::string diff_id;     // "sha256:<hex>" of the uncompressed tar, from the config; empty: no check needed
 };
 
 struct Image {

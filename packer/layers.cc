@@ -14,6 +14,7 @@
 
 #include "base/fd.h"
 #include "base/log.h"
+#include "base/sha256.h"
 #include "base/strings.h"
 
 namespace spore::pack {
@@ -171,6 +172,39 @@ Error archive_failure(const std::string& blob, uint32_t layer, const std::string
                     strfmt("layer %u (%s): %s: %s", layer, blob.c_str(), what.c_str(), msg ? msg : "unknown error"));
 }
 
+// The decompressing end of apply_layer's chain: libarchive's raw format
+// over the blob, feeding the tar reader through a read callback.
+struct Decompressed {
+  ArchivePtr a;
+  Sha256 sha;
+  bool hash = false;
+  bool eof = false;
+
+  static la_ssize_t read(archive* tar, void* self, const void** out) {
+    auto* d = static_cast<Decompressed*>(self);
+    for (;;) {
+      if (d->eof) return 0;
+      const void* buf = nullptr;
+      size_t len = 0;
+      la_int64_t off = 0;
+      int r = archive_read_data_block(d->a.get(), &buf, &len, &off);
+      if (r == ARCHIVE_EOF) {
+        d->eof = true;
+        return 0;
+      }
+      if (r < ARCHIVE_WARN) {
+        const char* msg = archive_error_string(d->a.get());
+        archive_set_error(tar, EIO, "%s", msg ? msg : "decompression failed");
+        return -1;
+      }
+      if (len == 0) continue;
+      if (d->hash) d->sha.update(buf, len);
+      *out = buf;
+      return static_cast<la_ssize_t>(len);
+    }
+  }
+};
+
 // Streams the entry's data into the spool; holes of sparse entries become zeros.
 Status copy_data(archive* a, Tree& tree, Node& node, int64_t declared, const std::string& blob, uint32_t layer,
                  const std::string& path, LayerStats& stats) {
@@ -212,27 +246,44 @@ uint64_t LayerStats::skipped_total() const {
   return n;
 }
 
-Status apply_layer(Tree& tree, const std::string& blob_path, uint32_t layer, LayerStats* stats) {
+Status apply_layer(Tree& tree, const std::string& blob_path, uint32_t layer, LayerStats* stats,
+                   const std::string& diff_id) {
   LayerStats local;
   LayerStats& st = stats ? *stats : local;
   st = LayerStats{};
   if (layer == 0) return make_error(ErrorKind::kInternal, "layers are numbered from 1");
   Applier ap(tree, layer, &st);
 
-  ArchivePtr a(archive_read_new());
-  if (!a) return make_error(ErrorKind::kInternal, "archive_read_new failed");
-  archive_read_support_filter_gzip(a.get());
-  archive_read_support_filter_zstd(a.get());
-  archive_read_support_filter_xz(a.get());
-  archive_read_support_filter_bzip2(a.get());
-  archive_read_support_format_tar(a.get());
+  // Two readers in a chain: the first only decompresses (and hashes what
+  // comes out, for the diff_id), the second reads the tar from it. One
+  // pass over the blob, one decompression.
+  Decompressed d;
+  d.a.reset(archive_read_new());
+  if (!d.a) return make_error(ErrorKind::kInternal, "archive_read_new failed");
+  d.hash = !diff_id.empty();
+  archive_read_support_filter_gzip(d.a.get());
+  archive_read_support_filter_zstd(d.a.get());
+  archive_read_support_filter_xz(d.a.get());
+  archive_read_support_filter_bzip2(d.a.get());
+  archive_read_support_format_raw(d.a.get());
   // An empty blob is an empty layer, not an error.
-  archive_read_support_format_empty(a.get());
-  if (archive_read_open_filename(a.get(), blob_path.c_str(), 1 << 16) != ARCHIVE_OK) {
-    Error e = archive_failure(blob_path, layer, "opening", a.get());
-    if (archive_errno(a.get()) == ENOENT) e.kind = ErrorKind::kNotFound;
+  archive_read_support_format_empty(d.a.get());
+  if (archive_read_open_filename(d.a.get(), blob_path.c_str(), 1 << 16) != ARCHIVE_OK) {
+    Error e = archive_failure(blob_path, layer, "opening", d.a.get());
+    if (archive_errno(d.a.get()) == ENOENT) e.kind = ErrorKind::kNotFound;
     return e;
   }
+  archive_entry* raw_entry = nullptr;
+  int rr = archive_read_next_header(d.a.get(), &raw_entry);
+  if (rr == ARCHIVE_EOF) d.eof = true;
+  else if (rr < ARCHIVE_WARN) return archive_failure(blob_path, layer, "decompressing", d.a.get());
+
+  ArchivePtr a(archive_read_new());
+  if (!a) return make_error(ErrorKind::kInternal, "archive_read_new failed");
+  archive_read_support_format_tar(a.get());
+  archive_read_support_format_empty(a.get());
+  if (archive_read_open(a.get(), &d, nullptr, &Decompressed::read, nullptr) != ARCHIVE_OK)
+    return archive_failure(blob_path, layer, "opening", a.get());
 
   for (;;) {
     archive_entry* e = nullptr;
@@ -339,6 +390,20 @@ Status apply_layer(Tree& tree, const std::string& blob_path, uint32_t layer, Lay
                           layer, path, st));
     }
     ap.place(*dir, name, std::move(node));
+  }
+  if (d.hash) {
+    // The tar reader stops at the end-of-archive blocks; the diff_id covers
+    // the whole stream, padding after them included.
+    while (!d.eof) {
+      const void* buf = nullptr;
+      la_ssize_t n = Decompressed::read(a.get(), &d, &buf);
+      if (n < 0) return archive_failure(blob_path, layer, "decompressing", a.get());
+    }
+    const std::string got = "sha256:" + digest_hex(d.sha.finish());
+    if (got != diff_id)
+      return make_error(ErrorKind::kCorrupt,
+                        strfmt("layer %u (%s): its uncompressed content does not match the config's diff_id %s (got %s)",
+                               layer, blob_path.c_str(), diff_id.c_str(), got.c_str()));
   }
   log_summary(layer, st);
   return ok_status();

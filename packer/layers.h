@@ -40,7 +40,10 @@ struct LayerStats {
 // compression (none, gzip, zstd, xz, bzip2) is sniffed, not taken from the
 // media type. `.wh.NAME` removes NAME from lower layers; `.wh..wh..opq`
 // empties its directory of lower-layer entries, keeping what this layer adds.
-Status apply_layer(Tree& tree, const std::string& blob_path, uint32_t layer_index, LayerStats* stats = nullptr);
+// With diff_id ("sha256:<hex>"), the uncompressed stream must hash to it
+// (an OCI config's rootfs.diff_ids): a mismatch is an error.
+Status apply_layer(Tree& tree, const std::string& blob_path, uint32_t layer_index, LayerStats* stats = nullptr,
+                   const std::string& diff_id = "");
 
 // Imports a directory from the host as the whole tree (layer 1): lstat
 // walk, symlinks kept as links, hard links shared, same skip rules as

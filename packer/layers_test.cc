@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "base/sha256.h"
 #include "packer/test_tar.h"
 
 using namespace spore;
@@ -324,6 +325,38 @@ TEST_CASE("a huge file is streamed, not held in memory", "[pack][layers]") {
   }
   // ru_maxrss is in KiB; the whole file would be 384 MiB.
   CHECK(after.ru_maxrss - before.ru_maxrss < 64 * 1024);
+}
+
+TEST_CASE("a layer's uncompressed stream is checked against its diff_id", "[pack][layers]") {
+  TempDir tmp;
+  for (auto c : {Compression::kNone, Compression::kGzip, Compression::kZstd, Compression::kXz}) {
+    {
+      TarWriter w(tmp / "plain");
+      w.file("a", "alpha");
+      w.file("dir/b", std::string(70000, 'b'));
+    }
+    {
+      TarWriter w(tmp / "layer", c);
+      w.file("a", "alpha");
+      w.file("dir/b", std::string(70000, 'b'));
+    }
+    std::ifstream f(tmp / "plain", std::ios::binary);
+    std::string plain((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    // The whole stream counts, the padding after the end-of-archive blocks too.
+    const std::string diff_id = "sha256:" + digest_hex(sha256(plain));
+    INFO("compression " << static_cast<int>(c) << ", tar of " << plain.size() << " bytes");
+    Tree t = make_tree();
+    auto s = apply_layer(t, tmp / "layer", 1, nullptr, diff_id);
+    INFO((s.ok() ? std::string() : s.error().message));
+    CHECK(s.ok());
+    CHECK(content(t, "dir/b").size() == 70000);
+
+    Tree t2 = make_tree();
+    s = apply_layer(t2, tmp / "layer", 1, nullptr, "sha256:" + std::string(64, '0'));
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().kind == ErrorKind::kCorrupt);
+    CHECK(s.error().message.find("diff_id") != std::string::npos);
+  }
 }
 
 TEST_CASE("broken archives are errors, empty ones are empty layers", "[pack][layers]") {

@@ -133,7 +133,8 @@ int run_pack(const Options& o) {
   } else {
     for (size_t i = 0; i < image->layers.size(); i++) {
       progress.start(strfmt("applying layer %zu/%zu", i + 1, image->layers.size()), 0);
-      if (auto s = apply_layer(tree, image->layers[i].path, static_cast<uint32_t>(i + 1), &ls); !s.ok())
+      const LayerBlob& l = image->layers[i];
+      if (auto s = apply_layer(tree, l.path, static_cast<uint32_t>(i + 1), &ls, l.diff_id); !s.ok())
         return fail(s.error().wrap("layer " + image->layers[i].digest));
     }
   }

@@ -342,7 +342,8 @@ Result<Image> open_docker_archive(const std::string& file, const std::string& se
       return make_error(ErrorKind::kCorrupt,
                         strfmt("%s: layer %zu (%s) does not match the config's diff_id %s (got %s)", what.c_str(),
                                i + 1, layer.first.c_str(), diff_ids[i].c_str(), m.digest.c_str()));
-    image.layers.push_back(LayerBlob{dest + "/" + layer.first, kDockerLayerType, m.digest, m.size});
+    image.layers.push_back(
+        LayerBlob{dest + "/" + layer.first, kDockerLayerType, m.digest, m.size, layer_diff_id(diff_ids, i, m.digest)});
   }
   return image;
 }

@@ -186,10 +186,18 @@ Result<ImageConfig> parse_image_config(std::string_view text, std::vector<std::s
       auto ids = rootfs->find("diff_ids");
       if (ids != rootfs->end() && ids->is_array())
         for (const auto& v : *ids)
-          if (v.is_string()) diff_ids->push_back(v.get<std::string>());
+          diff_ids->push_back(v.is_string() ? v.get<std::string>() : std::string());  // keeps the positions
     }
   }
   return c;
+}
+
+std::string layer_diff_id(const std::vector<std::string>& diff_ids, size_t i, const std::string& blob_digest) {
+  if (i >= diff_ids.size() || diff_ids[i] == blob_digest) return "";
+  // Only SHA-256 is checked; it is what every builder writes. Anything
+  // else is left to the blob digest, which was verified when fetched.
+  if (diff_ids[i].rfind("sha256:", 0) != 0) return "";
+  return diff_ids[i];
 }
 
 Status check_config_platform(const ImageConfig& config, const Platform& want, const std::string& what) {

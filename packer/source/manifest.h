@@ -72,6 +72,10 @@ Result<Descriptor> select_platform(const Manifest& index, const Platform& want, 
 // Fills the runtime config from an image config blob; diff_ids gets
 // rootfs.diff_ids (the uncompressed layer digests) when given.
 Result<ImageConfig> parse_image_config(std::string_view json, std::vector<std::string>* diff_ids = nullptr);
+// What layer i's uncompressed tar must hash to, beyond the blob digest that
+// was verified already: diff_ids[i], or "" when the config lists none or it
+// is the blob digest itself (an uncompressed layer).
+std::string layer_diff_id(const std::vector<std::string>& diff_ids, size_t i, const std::string& blob_digest);
 
 // Checks the config is for a platform that runs as `want` (when the config says).
 Status check_config_platform(const ImageConfig& config, const Platform& want, const std::string& what);

@@ -145,10 +145,11 @@ Result<Image> open_oci_layout(const std::string& dir, const std::string& tag, co
   if (!diff_ids.empty() && diff_ids.size() != m.layers.size())
     return make_error(ErrorKind::kCorrupt, strfmt("%s: the config lists %zu layers, the manifest %zu", what.c_str(),
                                                   diff_ids.size(), m.layers.size()));
-  for (const auto& l : m.layers) {
+  for (size_t i = 0; i < m.layers.size(); i++) {
+    const Descriptor& l = m.layers[i];
     SPORE_TRY(check_layer_media_type(l));
     SPORE_ASSIGN_OR_RETURN(std::string path, layout.blob(l));
-    image.layers.push_back(LayerBlob{path, l.media_type, l.digest, l.size});
+    image.layers.push_back(LayerBlob{path, l.media_type, l.digest, l.size, layer_diff_id(diff_ids, i, l.digest)});
   }
   return image;
 }

@@ -490,7 +490,7 @@ Result<Image> pull_image(const Reference& ref, const std::string& original, cons
     SPORE_TRY(check_layer_media_type(d));
     std::string label = strfmt("layer %zu/%zu %s", i + 1, m.layers.size(), short_digest(d.digest).c_str());
     SPORE_ASSIGN_OR_RETURN(std::string path, client.blob(d, label));
-    image.layers.push_back(LayerBlob{path, d.media_type, d.digest, d.size});
+    image.layers.push_back(LayerBlob{path, d.media_type, d.digest, d.size, layer_diff_id(diff_ids, i, d.digest)});
     total += d.size;
   }
   progress.note(strfmt("%s: %zu layers, %s", ref.str().c_str(), image.layers.size(), human_bytes(total).c_str()));

@@ -4,6 +4,7 @@
 #include "base/strings.h"
 #include "packer/image.h"
 #include "packer/source/docker_archive.h"
+#include "packer/source/manifest.h"
 #include "packer/source/oci_layout.h"
 #include "packer/source/test_images.h"
 
@@ -123,6 +124,43 @@ TEST_CASE("oci: a damaged blob fails its digest", "[pack][source]") {
   CHECK(e.message.find("missing") != std::string::npos);
 
   CHECK(open_err("oci:" + tmp / "nowhere", opts).kind == ErrorKind::kNotFound);
+}
+
+TEST_CASE("oci: a compressed layer is checked against the config's diff_id", "[pack][source]") {
+  TempDir tmp;
+  auto opts = options(tmp);
+  ImageSpec s;
+  s.layers = demo_layers(tmp / "l", Compression::kGzip, Compression::kZstd);
+  {
+    OciLayoutWriter w(tmp / "good");
+    w.finish({{w.image(s), ""}});
+  }
+  Image good = open_ok("oci:" + tmp / "good", opts);
+  REQUIRE(good.layers.size() == 2);
+  // A compressed blob's digest is not its diff_id: both are checked.
+  CHECK(good.layers[0].diff_id == digest_of(slurp(s.layers[0].tar)));
+  CHECK(good.layers[0].diff_id != good.layers[0].digest);
+  check_demo(good);
+
+  // Blobs intact (their digests match), but the config vouches for other
+  // content: the uncompressed stream gives it away.
+  s.diff_ids = {digest_of(slurp(s.layers[0].tar)), digest_of("something else")};
+  OciLayoutWriter w(tmp / "bad");
+  w.finish({{w.image(s), ""}});
+  Image bad = open_ok("oci:" + tmp / "bad", opts);
+  Tree t(std::move(*Spool::create("/tmp")));
+  REQUIRE(apply_layer(t, bad.layers[0].path, 1, nullptr, bad.layers[0].diff_id).ok());
+  auto st = apply_layer(t, bad.layers[1].path, 2, nullptr, bad.layers[1].diff_id);
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.error().kind == ErrorKind::kCorrupt);
+  CHECK(st.error().message.find("does not match the config's diff_id " + digest_of("something else")) !=
+        std::string::npos);
+
+  // Only SHA-256 diff_ids are checked; an uncompressed layer's is its digest.
+  CHECK(layer_diff_id({"sha512:abc"}, 0, "sha256:x").empty());
+  CHECK(layer_diff_id({"sha256:x"}, 0, "sha256:x").empty());
+  CHECK(layer_diff_id({"sha256:y"}, 0, "sha256:x") == "sha256:y");
+  CHECK(layer_diff_id({}, 0, "sha256:x").empty());
 }
 
 TEST_CASE("docker-archive: classic docker save with a repeated layer", "[pack][source]") {

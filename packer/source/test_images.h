@@ -81,11 +81,13 @@ struct ImageSpec {
   std::vector<std::string> entrypoint = {"/bin/app"}, cmd = {"--serve"}, env = {"PATH=/bin", "MODE=test"};
   std::string workdir = "/srv", user = "1000:1000";
   std::vector<Layer> layers;
+  std::vector<std::string> diff_ids;  // the config's rootfs.diff_ids; default: the layers' own
 };
 
 inline json config_json(const ImageSpec& s) {
   json diff_ids = json::array();
   for (const auto& l : s.layers) diff_ids.push_back(digest_of(slurp(l.tar)));
+  if (!s.diff_ids.empty()) diff_ids = s.diff_ids;
   json c = {
       {"os", s.os},
       {"architecture", s.arch},
@@ -272,7 +274,7 @@ inline Tree unpack(const Image& image) {
     return t;
   }
   for (size_t i = 0; i < image.layers.size(); i++) {
-    auto s = apply_layer(t, image.layers[i].path, static_cast<uint32_t>(i + 1));
+    auto s = apply_layer(t, image.layers[i].path, static_cast<uint32_t>(i + 1), nullptr, image.layers[i].diff_id);
     INFO((s.ok() ? "" : s.error().message));
     REQUIRE(s.ok());
   }
