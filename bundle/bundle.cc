@@ -215,7 +215,7 @@ Status Writer::add(SectionType type, std::string_view data, bool compress) {
   s.sha256 = sha256(data.data(), data.size());
   if (compress && !data.empty()) {
     std::string z(ZSTD_compressBound(data.size()), '\0');
-    size_t n = ZSTD_compress(z.data(), z.size(), data.data(), data.size(), 19);
+    size_t n = ZSTD_compress(z.data(), z.size(), data.data(), data.size(), level_);
     if (!ZSTD_isError(n) && n < data.size() - data.size() / 16) {
       s.flags = kSectionZstd;
       s.stored_size = n;
@@ -248,11 +248,12 @@ Status Writer::add_file(SectionType type, const std::string& file, bool compress
       h.update(buf.data(), n);
       SPORE_TRY(append(buf.data(), n));
       done += n;
+      if (progress_) progress_(n);
     }
     s.stored_size = size;
   } else {
     std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
-    ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, 19);
+    ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, level_);
     ZSTD_CCtx_setPledgedSrcSize(cctx.get(), size);
     std::vector<uint8_t> out(ZSTD_CStreamOutSize());
     uint64_t start = offset_;
@@ -261,6 +262,7 @@ Status Writer::add_file(SectionType type, const std::string& file, bool compress
       if (n) SPORE_TRY(pread_exact(in.get(), buf.data(), n, done));
       h.update(buf.data(), n);
       done += n;
+      if (progress_ && n) progress_(n);
       ZSTD_EndDirective mode = done == size ? ZSTD_e_end : ZSTD_e_continue;
       ZSTD_inBuffer ib{buf.data(), n, 0};
       size_t remaining;

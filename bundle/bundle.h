@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -93,6 +94,12 @@ class Writer {
   ~Writer();
   const std::string& temp_path() const { return tmp_; }
 
+  // The zstd level of add and add_file (1-19; default kDefaultLevel).
+  static constexpr int kDefaultLevel = 12;
+  void set_level(int level) { level_ = level < 1 ? 1 : level > 19 ? 19 : level; }
+  // Called with the bytes add_file has read so far, per MiB.
+  void set_progress(std::function<void(uint64_t)> fn) { progress_ = std::move(fn); }
+
   // compress: try zstd and keep it only if it saves at least 1/16.
   Status add(SectionType type, std::string_view data, bool compress);
   Status add_file(SectionType type, const std::string& file, bool compress);
@@ -111,6 +118,8 @@ class Writer {
   uint64_t offset_ = 0;
   std::vector<Section> sections_;
   bool finished_ = false;
+  int level_ = kDefaultLevel;
+  std::function<void(uint64_t)> progress_;
 };
 
 }  // namespace spore::bundle

@@ -155,7 +155,7 @@ void log_summary(uint32_t layer, const LayerStats& s) {
   for (const auto& [reason, count] : s.skipped)
     reasons +=
         strfmt("%s%s: %llu", reasons.empty() ? "" : ", ", reason.c_str(), static_cast<unsigned long long>(count));
-  LOG_WARN("layer %u: skipped %llu entries (%s)", layer, static_cast<unsigned long long>(s.skipped_total()),
+  LOG_INFO("layer %u: skipped %llu entries (%s)", layer, static_cast<unsigned long long>(s.skipped_total()),
            reasons.c_str());
 }
 

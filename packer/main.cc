@@ -59,6 +59,7 @@ struct Options {
   std::vector<std::string> env;
   uint32_t cpus = 1;
   uint64_t mem_mib = 256;
+  int level = bundle::Writer::kDefaultLevel;
   bool insecure = false, no_seal = false, quiet = false;
 };
 
@@ -134,16 +135,25 @@ int run_pack(const Options& o) {
     for (size_t i = 0; i < image->layers.size(); i++) {
       progress.start(strfmt("applying layer %zu/%zu", i + 1, image->layers.size()), 0);
       const LayerBlob& l = image->layers[i];
-      if (auto s = apply_layer(tree, l.path, static_cast<uint32_t>(i + 1), &ls, l.diff_id); !s.ok())
+      LayerStats layer_stats;
+      if (auto s = apply_layer(tree, l.path, static_cast<uint32_t>(i + 1), &layer_stats, l.diff_id); !s.ok())
         return fail(s.error().wrap("layer " + image->layers[i].digest));
+      for (const auto& [reason, count] : layer_stats.skipped) ls.skipped[reason] += count;
+      for (auto& e : layer_stats.skipped_examples)
+        if (ls.skipped_examples.size() < 5) ls.skipped_examples.push_back(strfmt("layer %zu: %s", i + 1, e.c_str()));
     }
   }
   progress.finish();
   auto ts = tree.stats();
-  if (ls.skipped_total())
-    std::fprintf(stderr, "spore-pack: skipped %llu entries the image cannot carry (e.g. %s)\n",
-                 static_cast<unsigned long long>(ls.skipped_total()),
+  if (ls.skipped_total()) {
+    // One line for the user: how many, why, and the first example.
+    std::string reasons;
+    for (const auto& [reason, count] : ls.skipped)
+      reasons += strfmt("%s%s: %llu", reasons.empty() ? "" : ", ", reason.c_str(), static_cast<unsigned long long>(count));
+    std::fprintf(stderr, "spore-pack: skipped %llu entries the image cannot carry (%s; e.g. %s)\n",
+                 static_cast<unsigned long long>(ls.skipped_total()), reasons.c_str(),
                  ls.skipped_examples.empty() ? "?" : ls.skipped_examples[0].c_str());
+  }
 
   progress.start("building the rootfs", 0);
   std::string rootfs = work + "/rootfs.erofs";
@@ -174,10 +184,17 @@ int run_pack(const Options& o) {
 
   // The sidecar, then the stub: each through a temporary name.
   std::string sidecar = out + ".spore";
-  progress.start("writing " + sidecar, 0);
+  uint64_t total = 0;
+  for (const std::string& f : {assets + "/Image", assets + "/initramfs.cpio", rootfs}) {
+    struct stat fst {};
+    if (::stat(f.c_str(), &fst) == 0) total += static_cast<uint64_t>(fst.st_size);
+  }
+  progress.start("compressing into " + sidecar, total);
   auto w = bundle::Writer::create(sidecar);
   if (!w.ok()) return fail(w.error());
   track_temp((*w)->temp_path());
+  (*w)->set_level(o.level);
+  (*w)->set_progress([&progress](uint64_t n) { progress.advance(n); });
   Status st = (*w)->add(bundle::SectionType::kConfig, bundle::encode_app_config(cfg), false);
   if (st.ok()) st = (*w)->add_file(bundle::SectionType::kKernel, assets + "/Image", true);
   if (st.ok()) st = (*w)->add_file(bundle::SectionType::kInitramfs, assets + "/initramfs.cpio", true);
@@ -250,6 +267,10 @@ int main(int argc, char** argv) {
   app.add_option("-w,--workdir", o.workdir, "replace the image's working directory");
   app.add_option("-u,--user", o.user, "replace the image's user");
   app.add_option("--name", o.name, "the app's name in messages (default: the output file name)");
+  app.add_option("--compression", o.level,
+                 "zstd level of the sidecar's kernel, initramfs and rootfs: 1 (fastest) to 19 (smallest)")
+      ->check(CLI::Range(1, 19))
+      ->capture_default_str();
   app.add_flag("--insecure", o.insecure, "plain HTTP to the registry (for local test registries)");
   app.add_flag("--no-seal", o.no_seal, "do not seal a warm spore now (the first run will)");
   app.add_option("--assets", o.assets, "folder with the guest kernel Image and initramfs.cpio");
