@@ -114,7 +114,8 @@ struct AppRun {
   std::string dir, cache, runtime;  // work/NAME, its SPORE_CACHE_DIR and XDG_RUNTIME_DIR
   std::vector<std::string> env;
   bundle::AppConfig config;
-  std::string unsealed_digest;      // the cache directory the seal's cold boot extracts into
+  std::string unsealed_digest;      // the bundle as packed
+  std::map<std::string, std::string> extracted;  // section name -> where the stub extracts it in the cache
   std::vector<std::string> files;   // --kernel K --initrd I --rootfs R: the app's own guest files
   std::string vm_spore;             // spore-vm's capture of the same guest
   bool sealed = false, vm_ready = false;
@@ -217,6 +218,10 @@ Status record_bundle(AppRun& a, const char* kind, Report& report) {
                  {"other_mib", other / kMiB}});
   if (std::string(kind) == "bundle_unsealed") {
     a.unsealed_digest = digest_hex(r->digest());
+    for (auto t : {bundle::SectionType::kKernel, bundle::SectionType::kInitramfs, bundle::SectionType::kRootfs})
+      if (const bundle::Section* s = r->find(t))
+        a.extracted[bundle::section_name(t)] =
+            a.cache + "/sections/" + digest_hex(s->sha256) + "." + bundle::section_name(t);
     const bundle::Section* cfg = r->find(bundle::SectionType::kConfig);
     if (!cfg) return make_error(ErrorKind::kCorrupt, a.bundle + " has no app config");
     SPORE_ASSIGN_OR_RETURN(std::string bytes, r->read(*cfg, 1 << 20));
@@ -267,19 +272,21 @@ Status first_once(AppRun& a, const Options& o, const AppOptions& ao, Report& rep
   const size_t ws_after = count_files(a.cache + "/ram", ".ws");
   report.record(a.kind("first"), 1, {{"exit_ms", t.exit_ms()}, {"working_sets_recorded", double(ws_after - ws_before)}});
   if (!t.err.empty()) report.note(a.name + " first run said: " + last_lines(t.err, 3));
-  // What the cache holds now: sealing changes the bundle's digest, which
-  // names its cache directory.
-  std::error_code ec;
-  for (fs::directory_iterator it(a.cache + "/bundles", ec), end; !ec && it != end; it.increment(ec)) {
+  // What the cache holds now: the sections extracted (by content, so the
+  // seal's cold boot and the sealed bundle share them) and the RAM files.
+  for (const char* dir : {"sections", "ram"}) {
     std::string files;
-    std::error_code ec2;
-    for (fs::directory_iterator f(it->path(), ec2), fend; !ec2 && f != fend; f.increment(ec2)) {
+    double total = 0;
+    std::error_code ec;
+    for (fs::directory_iterator f(a.cache + "/" + dir, ec), fend; !ec && f != fend; f.increment(ec)) {
       if (!f->is_regular_file()) continue;
-      files += strfmt(" %s (%.1f MiB)", f->path().filename().c_str(), static_cast<double>(f->file_size()) / kMiB);
+      const std::string n = f->path().filename().string();
+      const double mib = static_cast<double>(f->file_size()) / kMiB;
+      total += mib;
+      files += strfmt(" %.12s…%s (%.1f MiB)", n.c_str(), n.substr(std::min<size_t>(n.size(), 64)).c_str(), mib);
     }
-    const std::string d = it->path().filename().string();
-    report.note(strfmt("%s cache after the first run: bundles/%.12s%s:%s", a.name.c_str(), d.c_str(),
-                       d == a.unsealed_digest ? " (the unsealed bundle's)" : "", files.empty() ? " nothing" : files.c_str()));
+    report.note(strfmt("%s cache after the first run: %s/:%s (%.1f MiB apparent)", a.name.c_str(), dir,
+                       files.empty() ? " nothing" : files.c_str(), total));
   }
   return ok_status();
 }
@@ -289,11 +296,12 @@ Status first_once(AppRun& a, const Options& o, const AppOptions& ao, Report& rep
 // idle at the agent's HELLO as --spore-seal does without a warm command;
 // then its first resume, which materialises its RAM file.
 Status vm_setup(AppRun& a, const Options& o, Report& report) {
-  const std::string d = a.cache + "/bundles/" + a.unsealed_digest;
-  for (const char* f : {"kernel", "initramfs.cpio", "rootfs.img"})
-    if (!path_exists(d + "/" + f)) return make_error(ErrorKind::kNotFound, d + "/" + f + " was not extracted by the seal");
-  a.files = {"--cpus", std::to_string(a.config.cpus), "--mem", std::to_string(a.config.mem_mib),
-             "--kernel", d + "/kernel", "--initrd", d + "/initramfs.cpio", "--rootfs", d + "/rootfs.img"};
+  for (const char* f : {"kernel", "initramfs", "rootfs"})
+    if (!a.extracted.count(f) || !path_exists(a.extracted[f]))
+      return make_error(ErrorKind::kNotFound, std::string("the app's ") + f + " was not extracted by the seal");
+  a.files = {"--cpus",   std::to_string(a.config.cpus), "--mem",    std::to_string(a.config.mem_mib),
+             "--kernel", a.extracted["kernel"],          "--initrd", a.extracted["initramfs"],
+             "--rootfs", a.extracted["rootfs"]};
   if (!a.config.warm.empty())
     report.note(a.name + ": the app has a warm command; spore-vm's spore is captured without it");
   a.vm_spore = a.dir + "/vm-spore";

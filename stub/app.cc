@@ -77,15 +77,18 @@ Result<std::unique_ptr<App>> App::open(const std::string& name) {
   a->cache_ = std::move(cache);
   a->dir_ = a->cache_->dir() + "/bundles/" + a->digest_hex();
   SPORE_TRY(make_dirs(a->dir_, 0700));
+  SPORE_TRY(make_dirs(a->sections_dir(), 0700));
   return a;
 }
 
 std::string App::digest_hex() const { return spore::digest_hex(reader_->digest()); }
 
-Result<std::string> App::extracted(bundle::SectionType type, const std::string& file) {
+Result<std::string> App::extracted(bundle::SectionType type) {
   const bundle::Section* s = reader_->find(type);
   if (!s) return make_error(ErrorKind::kCorrupt, bundle_path_ + ": the bundle has no " + bundle::section_name(type));
-  std::string path = dir_ + "/" + file;
+  // Named by content, not by bundle: sealing a bundle (which changes its
+  // digest) or another app with the same kernel finds it extracted already.
+  std::string path = sections_dir() + "/" + spore::digest_hex(s->sha256) + "." + bundle::section_name(type);
   struct stat st;
   // Written only by rename after verification, so present means good.
   if (::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == s->size) return path;
@@ -99,7 +102,7 @@ Result<std::unique_ptr<vmm::Machine>> App::resume(const vmm::Spore& spore, const
   vmm::ResumeOptions ro;
   ro.console = req.console;
   if (spore.manifest.rootfs) {
-    SPORE_ASSIGN_OR_RETURN(ro.rootfs_override, extracted(bundle::SectionType::kRootfs, "rootfs.img"));
+    SPORE_ASSIGN_OR_RETURN(ro.rootfs_override, extracted(bundle::SectionType::kRootfs));
   }
   SPORE_ASSIGN_OR_RETURN(auto m, vmm::resume_spore(spore, ro, *cache_, report));
   SPORE_TRY(m->start());
@@ -108,9 +111,9 @@ Result<std::unique_ptr<vmm::Machine>> App::resume(const vmm::Spore& spore, const
 
 Result<std::unique_ptr<vmm::Machine>> App::cold_boot(uint32_t cpus, uint64_t mem_mib, const MachineRequest& req) {
   vmm::MachineConfig mc;
-  SPORE_ASSIGN_OR_RETURN(mc.kernel, extracted(bundle::SectionType::kKernel, "kernel"));
-  SPORE_ASSIGN_OR_RETURN(mc.initrd, extracted(bundle::SectionType::kInitramfs, "initramfs.cpio"));
-  SPORE_ASSIGN_OR_RETURN(mc.rootfs, extracted(bundle::SectionType::kRootfs, "rootfs.img"));
+  SPORE_ASSIGN_OR_RETURN(mc.kernel, extracted(bundle::SectionType::kKernel));
+  SPORE_ASSIGN_OR_RETURN(mc.initrd, extracted(bundle::SectionType::kInitramfs));
+  SPORE_ASSIGN_OR_RETURN(mc.rootfs, extracted(bundle::SectionType::kRootfs));
   mc.cmdline = config_.cmdline;
   mc.vcpus = cpus;
   mc.mem_mib = mem_mib;

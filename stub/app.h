@@ -42,6 +42,9 @@ class App {
   const bundle::Reader& bundle() const { return *reader_; }
   std::string digest_hex() const;
   const std::string& cache_dir() const { return dir_; }
+  // Where the bundle's kernel, initramfs and rootfs are extracted, shared by
+  // every bundle of this cache: <cache>/sections/<sha256>.<section name>.
+  std::string sections_dir() const { return cache_->dir() + "/sections"; }
 
   // A running machine for this request: the fastest honest way.
   Result<Obtained> obtain(const MachineRequest& req);
@@ -53,7 +56,7 @@ class App {
 
  private:
   App() = default;
-  Result<std::string> extracted(bundle::SectionType type, const std::string& file);
+  Result<std::string> extracted(bundle::SectionType type);
   Result<std::unique_ptr<vmm::Machine>> resume(const vmm::Spore& spore, const MachineRequest& req,
                                                vmm::ResumeReport* report);
   Result<std::unique_ptr<vmm::Machine>> cold_boot(uint32_t cpus, uint64_t mem_mib, const MachineRequest& req);
@@ -64,7 +67,7 @@ class App {
   std::shared_ptr<bundle::Reader> reader_;
   bundle::AppConfig config_;
   std::optional<vmm::Cache> cache_;
-  std::string dir_;  // this bundle's cache directory
+  std::string dir_;  // this bundle's cache directory: its local spore, seals in progress
 };
 
 // "app: ..." on stderr, once per message kind per process.

@@ -218,6 +218,12 @@ TEST_CASE("sealing into the bundle (what spore-pack does on an arm64 KVM host)",
   CHECK(after.out == "from-the-bundle\n");
   CHECK(after.err.empty());
   for (auto& e : fs::recursive_directory_iterator(app.cache)) CHECK(e.path().filename() != "local-spore");
+  // The seal's cold boot extracted the kernel, initramfs and rootfs, named
+  // by content; the sealed bundle (another digest) found them there.
+  std::vector<std::string> sections;
+  for (auto& e : fs::directory_iterator(app.cache + "/sections")) sections.push_back(e.path().filename());
+  INFO(sections.size() << " files in the cache's sections/");
+  CHECK(sections.size() == 3);
 }
 
 TEST_CASE("daemon: start, exec, status, stop", "[app][daemon]") {
