@@ -27,11 +27,15 @@ std::string key(const Digest& d) { return std::string(reinterpret_cast<const cha
 // decompression into sink, hashing the output, and checks size and digest.
 template <class Sink>
 Status stream_section(int fd, const std::string& path, const Section& s, Sink&& sink) {
-  std::vector<uint8_t> in(1 << 20), out(ZSTD_DStreamOutSize());
+  // Buffers sized to the section: the stub reads its small config on every
+  // run, and each page a fresh process touches is a page fault.
+  const bool z = s.flags & kSectionZstd;
+  std::vector<uint8_t> in(static_cast<size_t>(std::clamp<uint64_t>(s.stored_size, 1, 1 << 20)));
+  std::vector<uint8_t> out(z ? ZSTD_DStreamOutSize() : 0);
   Sha256 h;
   uint64_t produced = 0;
-  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
-  const bool z = s.flags & kSectionZstd;
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(z ? ZSTD_createDCtx() : nullptr, ZSTD_freeDCtx);
+  if (z && !dctx) return make_error(ErrorKind::kInternal, "ZSTD_createDCtx failed");
   size_t last = 0;
   for (uint64_t off = 0; off < s.stored_size;) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(in.size(), s.stored_size - off));
