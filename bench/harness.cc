@@ -256,4 +256,57 @@ std::string last_lines(const std::string& s, size_t n) {
   return s.substr(pos == s.size() ? pos : pos + 1);
 }
 
+double Timed::cpu_ms() const {
+  return (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1e3 +
+         (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e3;
+}
+
+Result<Timed> run_timed(const std::vector<std::string>& argv, const std::vector<std::string>& env, int timeout_s) {
+  SPORE_ASSIGN_OR_RETURN(UniqueFd devnull, open_file("/dev/null", O_RDONLY));
+  SPORE_ASSIGN_OR_RETURN(Pipe out, Pipe::create());
+  SPORE_ASSIGN_OR_RETURN(Pipe err, Pipe::create());
+  Timed t;
+  t.t_fork = mono_ns();
+  const int64_t deadline = t.t_fork + timeout_s * 1'000'000'000ll;
+  SPORE_ASSIGN_OR_RETURN(Child child, Child::spawn(argv, devnull.get(), out.w.get(), err.w.get(), env));
+  out.w.reset();
+  err.w.reset();
+  char buf[4096];
+  while (out.r || err.r) {
+    pollfd fds[2] = {{out.r ? out.r.get() : -1, POLLIN, 0}, {err.r ? err.r.get() : -1, POLLIN, 0}};
+    int r = ::poll(fds, 2, remaining_ms(deadline));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return errno_error("poll");
+    if (r == 0) return make_error(ErrorKind::kTimeout, strfmt("%s did not finish within %d s", argv[0].c_str(), timeout_s));
+    for (int i = 0; i < 2; i++) {
+      if (!fds[i].revents) continue;
+      UniqueFd& fd = i == 0 ? out.r : err.r;
+      ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        fd.reset();
+        continue;
+      }
+      if (i == 0 && !t.t_first) t.t_first = mono_ns();
+      (i == 0 ? t.out : t.err).append(buf, static_cast<size_t>(n));
+    }
+  }
+  SPORE_ASSIGN_OR_RETURN(t.status, child.wait(remaining_ms(deadline)));
+  t.t_exit = mono_ns();
+  t.usage = child.usage();
+  return t;
+}
+
+bool step(const std::string& kind, uint32_t round, Report& report, const std::function<Status()>& fn) {
+  int64_t t0 = mono_ns();
+  Status s = fn();
+  if (!s.ok()) {
+    progress("round %u: %s failed: %s", round, kind.c_str(), s.error().message.c_str());
+    report.failure(kind, round, s.error().message);
+    return false;
+  }
+  progress("round %u%s: %s %.2f s", round, round ? "" : " (warm-up)", kind.c_str(), ms_between(t0, mono_ns()) / 1000);
+  return true;
+}
+
 }  // namespace spore::bench

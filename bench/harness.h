@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -124,5 +125,26 @@ struct Pipe {
 Result<UniqueFd> memfd(const char* name);
 std::string read_back(int fd, size_t max_bytes = 64 << 10);
 std::string last_lines(const std::string& s, size_t n);
+
+// A finished program: what it printed, when (CLOCK_MONOTONIC, from the
+// fork), how it ended.
+struct Timed {
+  int64_t t_fork = 0, t_first = 0, t_exit = 0;  // t_first: the first byte on stdout (0: none)
+  int status = -1;                              // 128+n for a signal death
+  std::string out, err;
+  struct rusage usage {};
+
+  double exit_ms() const { return ms_between(t_fork, t_exit); }
+  double first_ms() const { return ms_between(t_fork, t_first); }
+  double cpu_ms() const;
+};
+
+// Runs argv (stdin /dev/null, stdout and stderr on pipes, env added as in
+// Child::spawn) from the fork to reaped. Only a timeout is an error here.
+Result<Timed> run_timed(const std::vector<std::string>& argv, const std::vector<std::string>& env, int timeout_s);
+
+// A step of a run: timed, its progress printed, a failure recorded in the
+// report without stopping the rest. Returns whether it worked.
+bool step(const std::string& kind, uint32_t round, Report& report, const std::function<Status()>& fn);
 
 }  // namespace spore::bench

@@ -75,19 +75,6 @@ std::map<std::string, double> read_kib_table(const std::string& path) {
   return t;
 }
 
-// A step of the run: timed, reported, and recorded as failed without
-// stopping the rest.
-void step(const std::string& kind, uint32_t round, Report& report, const std::function<Status()>& fn) {
-  int64_t t0 = mono_ns();
-  Status s = fn();
-  if (!s.ok()) {
-    progress("round %u: %s failed: %s", round, kind.c_str(), s.error().message.c_str());
-    report.failure(kind, round, s.error().message);
-    return;
-  }
-  progress("round %u%s: %s %.2f s", round, round ? "" : " (warm-up)", kind.c_str(), ms_between(t0, mono_ns()) / 1000);
-}
-
 std::vector<std::string> asset_args(const Options& o) {
   return {"--kernel", o.assets + "/Image", "--initrd", o.assets + "/initramfs.cpio", "--rootfs",
           o.assets + "/demo-rootfs.img"};

@@ -116,46 +116,20 @@ std::map<std::string, double> parse_exec_log(const std::string& err) {
 Result<SporeVmRun> run_spore_vm_args(const Options& o, const std::vector<std::string>& args, bool need_output) {
   std::vector<std::string> argv{o.spore_vm};
   argv.insert(argv.end(), args.begin(), args.end());
-  SPORE_ASSIGN_OR_RETURN(UniqueFd devnull, open_file("/dev/null", O_RDONLY));
-  SPORE_ASSIGN_OR_RETURN(Pipe out, Pipe::create());
-  SPORE_ASSIGN_OR_RETURN(Pipe err, Pipe::create());
-
-  SporeVmRun run;
-  run.t_fork = mono_ns();
-  const int64_t deadline = run.t_fork + o.timeout_s * 1'000'000'000ll;
-  SPORE_ASSIGN_OR_RETURN(Child child, Child::spawn(argv, devnull.get(), out.w.get(), err.w.get(), o.spore_vm_env));
-  out.w.reset();
-  err.w.reset();
-
-  char buf[4096];
-  while (out.r || err.r) {
-    pollfd fds[2] = {{out.r ? out.r.get() : -1, POLLIN, 0}, {err.r ? err.r.get() : -1, POLLIN, 0}};
-    int r = ::poll(fds, 2, remaining_ms(deadline));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return errno_error("poll");
-    if (r == 0) return make_error(ErrorKind::kTimeout, strfmt("spore-vm did not finish within %d s", o.timeout_s));
-    for (int i = 0; i < 2; i++) {
-      if (!fds[i].revents) continue;
-      UniqueFd& fd = i == 0 ? out.r : err.r;
-      ssize_t n = ::read(fd.get(), buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        fd.reset();
-        continue;
-      }
-      if (i == 0 && !run.t_first_stdout) run.t_first_stdout = mono_ns();
-      (i == 0 ? run.out : run.err).append(buf, static_cast<size_t>(n));
-    }
-  }
-  SPORE_ASSIGN_OR_RETURN(int status, child.wait(remaining_ms(deadline)));
-  run.t_exit = mono_ns();
-  run.usage = child.usage();
-  if (status != 0 || (need_output && !run.t_first_stdout))
+  SPORE_ASSIGN_OR_RETURN(Timed t, run_timed(argv, o.spore_vm_env, o.timeout_s));
+  if (t.status != 0 || (need_output && !t.t_first))
     return make_error(ErrorKind::kGuest,
-                      strfmt("spore-vm %s exited %d%s; %s%s", args.empty() ? "" : args[0].c_str(), status,
-                             run.t_first_stdout || !need_output ? "" : " without output",
-                             run.err.empty() ? "it printed nothing on stderr" : "its stderr ends:\n",
-                             last_lines(run.err, 15).c_str()));
+                      strfmt("spore-vm %s exited %d%s; %s%s", args.empty() ? "" : args[0].c_str(), t.status,
+                             t.t_first || !need_output ? "" : " without output",
+                             t.err.empty() ? "it printed nothing on stderr" : "its stderr ends:\n",
+                             last_lines(t.err, 15).c_str()));
+  SporeVmRun run;
+  run.t_fork = t.t_fork;
+  run.t_first_stdout = t.t_first;
+  run.t_exit = t.t_exit;
+  run.out = std::move(t.out);
+  run.err = std::move(t.err);
+  run.usage = t.usage;
   return run;
 }
 

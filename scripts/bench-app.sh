@@ -41,9 +41,6 @@ set -euo pipefail
 . "$(dirname "$0")/bench-lib.sh"
 cd "$SPORE_ROOT"
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
-}
 
 runs=20 cold_runs=10 pack_runs='' testbed_mem=4096 minbase=1 refresh=0
 number() {  # option value: a positive number
@@ -65,7 +62,7 @@ while [ $# -gt 0 ]; do
     --testbed-mem=*) testbed_mem=$(number --testbed-mem "${1#*=}"); shift ;;
     --no-minbase) minbase=0; shift ;;
     --refresh-minbase) refresh=1; shift ;;
-    -h|--help) usage; exit 0 ;;
+    -h|--help) bench_usage; exit 0 ;;
     *) spore_die "unknown argument: $1 (try --help)" ;;
   esac
 done

@@ -20,9 +20,6 @@ set -euo pipefail
 . "$(dirname "$0")/bench-lib.sh"
 cd "$SPORE_ROOT"
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
-}
 
 runs=10 floor_reps=3
 while [ $# -gt 0 ]; do
@@ -31,7 +28,7 @@ while [ $# -gt 0 ]; do
     --runs=*) runs=${1#*=}; shift ;;
     --floor-reps) floor_reps=${2:-}; shift 2 || spore_die "--floor-reps needs a number" ;;
     --floor-reps=*) floor_reps=${1#*=}; shift ;;
-    -h|--help) usage; exit 0 ;;
+    -h|--help) bench_usage; exit 0 ;;
     *) spore_die "unknown argument: $1 (try --help)" ;;
   esac
 done

@@ -8,6 +8,11 @@
 # each after its dependencies. Sets bench_kpkg (the package), bench_kmods
 # (its lib/modules/VERSION folder, to share into the testbed) and
 # bench_modules (the .ko paths, dependencies first).
+# The calling script's help: its header comment, from line 2 to `set -euo`.
+bench_usage() {
+  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
+}
+
 bench_vsock_modules() {
   bench_kpkg=$(spore_cloud_kernel_pkg)
   [ -n "$bench_kpkg" ] || spore_die "cannot resolve the linux-image-*-cloud-arm64 package (run scripts/setup.sh)"

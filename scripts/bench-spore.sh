@@ -32,9 +32,6 @@ set -euo pipefail
 . "$(dirname "$0")/bench-lib.sh"
 cd "$SPORE_ROOT"
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
-}
 
 runs=20 cold_runs=5 captures=3 concurrent=10 testbed_mem=6144 stage=1
 number() {  # option value: a positive number
@@ -57,7 +54,7 @@ while [ $# -gt 0 ]; do
     --concurrent=*) concurrent=$(number --concurrent "${1#*=}"); shift ;;
     --testbed-mem=*) testbed_mem=$(number --testbed-mem "${1#*=}"); shift ;;
     --from-shares) stage=0; shift ;;
-    -h|--help) usage; exit 0 ;;
+    -h|--help) bench_usage; exit 0 ;;
     *) spore_die "unknown argument: $1 (try --help)" ;;
   esac
 done
