@@ -142,6 +142,8 @@ class Monitor {
  private:
   void client(UniqueFd fd);
   void proxy(int a, int b);
+  Result<UniqueFd> agent_connection();
+  void refill_spare();
   std::string status(bool json) const;
   void request_stop() {
     uint64_t one = 1;
@@ -160,7 +162,43 @@ class Monitor {
   std::atomic<uint64_t> served_{0};
   std::mutex mu_;
   std::set<int> client_fds_;
+  // One connection to the agent made ahead of time, so that an EXEC does
+  // not wait for the vsock handshake (an idle session costs the agent
+  // nothing: it waits for the request like any other).
+  std::mutex spare_mu_;
+  UniqueFd spare_;
+  bool refilling_ = false;
 };
+
+Result<UniqueFd> Monitor::agent_connection() {
+  UniqueFd fd;
+  {
+    std::lock_guard<std::mutex> g(spare_mu_);
+    fd = std::move(spare_);
+  }
+  refill_spare();
+  if (fd) {
+    // An idle connection has nothing to read: readable means the agent
+    // closed it (or broke the protocol); a fresh one is made instead.
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 0) == 0) return fd;
+  }
+  return m_->vsock().connect_wait(proto::kAgentPort, 30'000);
+}
+
+void Monitor::refill_spare() {
+  {
+    std::lock_guard<std::mutex> g(spare_mu_);
+    if (refilling_ || spare_) return;
+    refilling_ = true;
+  }
+  std::thread([this] {
+    auto c = m_->vsock().connect_wait(proto::kAgentPort, 30'000);
+    std::lock_guard<std::mutex> g(spare_mu_);
+    refilling_ = false;
+    if (c.ok()) spare_ = std::move(*c);
+  }).detach();
+}
 
 Status Monitor::listen() {
   sockaddr_un a{};
@@ -226,7 +264,7 @@ void Monitor::client(UniqueFd fd) {
   auto reply = [&](const std::string& s) { (void)write_all(fd.get(), s.data(), s.size()); };
   if (line.ok() && *line == "EXEC") {
     active_++;
-    auto conn = m_->vsock().connect_wait(proto::kAgentPort, 30'000);
+    auto conn = agent_connection();
     if (!conn.ok()) {
       reply("ERR " + conn.error().message + "\n");
     } else {
@@ -254,6 +292,7 @@ void Monitor::serve() {
   sigaddset(&s, SIGINT);
   UniqueFd sigfd(::signalfd(-1, &s, SFD_CLOEXEC | SFD_NONBLOCK));
   std::string why = "stopped";
+  refill_spare();
   for (;;) {
     pollfd fds[4] = {{listen_.get(), POLLIN, 0}, {stop_event_.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0},
                      {m_->exit_fd(), POLLIN, 0}};
