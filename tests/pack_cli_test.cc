@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "base/sha256.h"
@@ -142,4 +143,69 @@ TEST_CASE("spore-pack: an interrupted pack leaves nothing behind", "[pack][cli]"
     fs::remove_all(t.path);
     fs::create_directories(t.path);
   }
+}
+
+namespace {
+
+// Writes data as a blob of the OCI layout at dir; returns its descriptor
+// fields (digest, size) in d.
+void put_blob(const std::string& dir, const std::string& data, nlohmann::json& d) {
+  std::string hex = digest_hex(sha256(data));
+  std::ofstream(dir + "/blobs/sha256/" + hex, std::ios::binary) << data;
+  d["digest"] = "sha256:" + hex;
+  d["size"] = data.size();
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+TEST_CASE("spore-pack: a layer that does not match the config's diff_id is refused", "[pack][cli]") {
+  // The demo layout with its config edited (and the manifest and index
+  // re-addressed): every blob digest is right, the content is not what
+  // the config vouches for.
+  TempDir t;
+  const std::string oci = t.path + "/oci";
+  fs::copy(demo_oci(), oci, fs::copy_options::recursive);
+  auto index = nlohmann::json::parse(slurp(oci + "/index.json"));
+  auto& mdesc = index["manifests"][0];
+  auto blob = [&](const nlohmann::json& d) {
+    return slurp(oci + "/blobs/sha256/" + d["digest"].get<std::string>().substr(7));
+  };
+  auto manifest = nlohmann::json::parse(blob(mdesc));
+  auto config = nlohmann::json::parse(blob(manifest["config"]));
+  REQUIRE(config["rootfs"]["diff_ids"].size() == manifest["layers"].size());
+  config["rootfs"]["diff_ids"][0] = "sha256:" + std::string(64, 'e');
+  put_blob(oci, config.dump(), manifest["config"]);
+  put_blob(oci, manifest.dump(), mdesc);
+  std::ofstream(oci + "/index.json") << index.dump();
+
+  const std::string out = t.path + "/out";
+  fs::create_directory(out);
+  auto r = pack({"oci:" + oci, "-o", out + "/app", "-q"});
+  CHECK(r.status == 65);
+  CHECK_THAT(r.err, Catch::Contains("does not match the config's diff_id sha256:eeee"));
+  CHECK(fs::is_empty(out));
+}
+
+TEST_CASE("spore-pack: --compression trades pack time for size", "[pack][cli]") {
+  TempDir t;
+  REQUIRE(pack({"oci:" + demo_oci(), "-o", t.path + "/fast", "-q", "--compression", "1"}).status == 0);
+  REQUIRE(pack({"oci:" + demo_oci(), "-o", t.path + "/small", "-q", "--compression", "19"}).status == 0);
+  CHECK(fs::file_size(t.path + "/small.spore") < fs::file_size(t.path + "/fast.spore"));
+  for (const char* app : {"/fast.spore", "/small.spore"}) {
+    auto r = bundle::Reader::open(t.path + app);
+    REQUIRE(r.ok());
+    // Both decompress to the same verified sections.
+    auto rootfs = (*r)->find(bundle::SectionType::kRootfs);
+    REQUIRE(rootfs);
+    CHECK((*r)->extract(*rootfs, t.path + app + ".rootfs").ok());
+  }
+  CHECK(sha_of(t.path + "/fast.spore.rootfs") == sha_of(t.path + "/small.spore.rootfs"));
+  CHECK(pack({"oci:" + demo_oci(), "-o", t.path + "/bad", "--compression", "0"}).status == 64);
+  CHECK(pack({"oci:" + demo_oci(), "-o", t.path + "/bad", "--compression", "20"}).status == 64);
+  CHECK_FALSE(fs::exists(t.path + "/bad"));
 }
