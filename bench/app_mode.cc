@@ -613,18 +613,6 @@ void daemon_phase(AppRun& a, const Options& o, Report& report) {
 
 // -------------------------------------------------------------- the run
 
-Result<std::string> make_work_dir(const AppOptions& a) {
-  if (!a.work.empty()) {
-    SPORE_TRY(make_dirs(a.work, 0700));
-    if (!is_empty_dir(a.work)) return make_error(ErrorKind::kUsage, a.work + " is not empty");
-    return absolute_path(a.work);
-  }
-  const char* tmp = std::getenv("TMPDIR");
-  std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/spore-bench-app.XXXXXX";
-  if (!::mkdtemp(tmpl.data())) return errno_error("mkdtemp " + tmpl);
-  return tmpl;
-}
-
 }  // namespace
 
 void add_app_options(CLI::App* app, AppOptions& a) {
@@ -646,7 +634,7 @@ void add_app_options(CLI::App* app, AppOptions& a) {
 }
 
 void app_mode(const Options& o, const AppOptions& ao, Report& report) {
-  auto work = make_work_dir(ao);
+  auto work = make_work_dir(ao.work, "spore-bench-app");
   if (!work.ok()) {
     progress("%s", work.error().message.c_str());
     return report.failure("setup", 0, work.error().message);

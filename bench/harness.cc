@@ -13,7 +13,9 @@
 #include <algorithm>
 #include <climits>
 #include <cstdarg>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include "base/strings.h"
 
@@ -307,6 +309,20 @@ bool step(const std::string& kind, uint32_t round, Report& report, const std::fu
   }
   progress("round %u%s: %s %.2f s", round, round ? "" : " (warm-up)", kind.c_str(), ms_between(t0, mono_ns()) / 1000);
   return true;
+}
+
+Result<std::string> make_work_dir(const std::string& work, const char* prefix) {
+  if (!work.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(work, ec);
+    if (ec) return make_error(ErrorKind::kUnavailable, "cannot create " + work + ": " + ec.message());
+    if (!std::filesystem::is_empty(work, ec)) return make_error(ErrorKind::kUsage, work + " is not empty");
+    return std::filesystem::absolute(work).string();
+  }
+  const char* tmp = std::getenv("TMPDIR");
+  std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/" + prefix + ".XXXXXX";
+  if (!::mkdtemp(tmpl.data())) return errno_error("mkdtemp " + tmpl);
+  return tmpl;
 }
 
 }  // namespace spore::bench

@@ -143,6 +143,10 @@ struct Timed {
 // Child::spawn) from the fork to reaped. Only a timeout is an error here.
 Result<Timed> run_timed(const std::vector<std::string>& argv, const std::vector<std::string>& env, int timeout_s);
 
+// The directory a mode works in: `work` (created; it must be empty), or a
+// new "<prefix>.XXXXXX" in $TMPDIR (default /tmp). Returns an absolute path.
+Result<std::string> make_work_dir(const std::string& work, const char* prefix);
+
 // A step of a run: timed, its progress printed, a failure recorded in the
 // report without stopping the rest. Returns whether it worked.
 bool step(const std::string& kind, uint32_t round, Report& report, const std::function<Status()>& fn);

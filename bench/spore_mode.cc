@@ -481,20 +481,6 @@ Status hold_vms(const Options& o, const std::vector<std::vector<std::string>>& i
 
 // -------------------------------------------------------------- the run
 
-Result<std::string> make_work_dir(const Options& o) {
-  if (!o.work.empty()) {
-    std::error_code ec;
-    fs::create_directories(o.work, ec);
-    if (ec) return make_error(ErrorKind::kUnavailable, "cannot create " + o.work + ": " + ec.message());
-    if (!fs::is_empty(o.work, ec)) return make_error(ErrorKind::kUsage, o.work + " is not empty");
-    return fs::absolute(o.work).string();
-  }
-  const char* tmp = std::getenv("TMPDIR");
-  std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/spore-bench.XXXXXX";
-  if (!::mkdtemp(tmpl.data())) return errno_error("mkdtemp " + tmpl);
-  return tmpl;
-}
-
 }  // namespace
 
 void add_spore_options(CLI::App* app, Options& o) {
@@ -518,7 +504,7 @@ void add_spore_options(CLI::App* app, Options& o) {
 }
 
 void spore_mode(const Options& opts, Report& report) {
-  auto work_dir = make_work_dir(opts);
+  auto work_dir = make_work_dir(opts.work, "spore-bench");
   if (!work_dir.ok()) {
     progress("%s", work_dir.error().message.c_str());
     return report.failure("setup", 0, work_dir.error().message);
