@@ -17,19 +17,9 @@ using namespace spore;
 using namespace spore::pack;
 using spore::pack::testing::Compression;
 using spore::pack::testing::TarWriter;
+using spore::pack::testing::TempDir;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/spore-layers-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl));
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
 
 Tree make_tree() { return Tree(std::move(*Spool::create("/tmp"))); }
 

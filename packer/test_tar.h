@@ -5,7 +5,10 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <stdlib.h>
+
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <utility>
@@ -14,6 +17,20 @@
 namespace spore::pack::testing {
 
 enum class Compression { kNone, kGzip, kZstd, kXz };
+
+// A fresh directory under /tmp, removed with everything in it.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/spore-pack-test-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl));
+    path = tmpl;
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string operator/(const std::string& name) const { return path + "/" + name; }
+};
 
 struct Meta {
   uint32_t mode = 0644;

@@ -148,20 +148,6 @@ SourceOptions pull_options(const std::string& cache, const std::string& platform
   return o;
 }
 
-Image pull_ok(const std::string& ref, const SourceOptions& o) {
-  auto r = open_image(ref, o);
-  INFO(ref << ": " << (r.ok() ? "" : r.error().message));
-  REQUIRE(r.ok());
-  return std::move(*r);
-}
-
-Error pull_err(const std::string& ref, const SourceOptions& o) {
-  auto r = open_image(ref, o);
-  INFO(ref);
-  REQUIRE_FALSE(r.ok());
-  INFO(r.error().message);
-  return r.error();
-}
 
 void check_demo(const Image& image, const std::string& marker = "arm64") {
   CHECK(image.config.entrypoint == std::vector<std::string>{"/bin/app"});
@@ -206,7 +192,7 @@ TEST_CASE("images are pulled from a local registry, per platform", "[pack][regis
   skopeo_copy(tmp, {"--all", "oci:" + tmp / "layout:multi", "docker://" + reg.host() + "/demo:multi"});
 
   std::string cache = tmp / "cache";
-  Image image = pull_ok(reg.host() + "/demo:v1", pull_options(cache));
+  Image image = open_ok(reg.host() + "/demo:v1", pull_options(cache));
   CHECK(image.reference == reg.host() + "/demo:v1");
   CHECK(image.digest == arm_m["digest"]);  // skopeo keeps the manifest bytes
   CHECK(image.config.architecture == "arm64");
@@ -214,53 +200,53 @@ TEST_CASE("images are pulled from a local registry, per platform", "[pack][regis
 
   SECTION("a second pull reuses the verified cache, a damaged blob is fetched again") {
     auto before = std::filesystem::last_write_time(image.layers[0].path);
-    Image again = pull_ok(reg.host() + "/demo:v1", pull_options(cache));
+    Image again = open_ok(reg.host() + "/demo:v1", pull_options(cache));
     CHECK(again.layers[0].path == image.layers[0].path);
     CHECK(std::filesystem::last_write_time(again.layers[0].path) == before);
     std::filesystem::resize_file(image.layers[1].path, 10);
-    check_demo(pull_ok(reg.host() + "/demo:v1", pull_options(cache)));
+    check_demo(open_ok(reg.host() + "/demo:v1", pull_options(cache)));
     // Nothing half-written is left behind.
     for (const auto& e : std::filesystem::directory_iterator(cache + "/sha256"))
       CHECK(e.path().filename().string().find(".tmp") == std::string::npos);
   }
 
   SECTION("by digest") {
-    Image pinned = pull_ok(reg.host() + "/demo@" + image.digest, pull_options(cache));
+    Image pinned = open_ok(reg.host() + "/demo@" + image.digest, pull_options(cache));
     CHECK(pinned.digest == image.digest);
     check_demo(pinned);
   }
 
   SECTION("a manifest list is resolved to the platform asked for") {
-    check_demo(pull_ok(reg.host() + "/demo:multi", pull_options(cache)));
-    check_demo(pull_ok(reg.host() + "/demo:multi", pull_options(cache, "linux/amd64")), "amd64");
-    Error e = pull_err(reg.host() + "/demo:multi", pull_options(cache, "linux/s390x"));
+    check_demo(open_ok(reg.host() + "/demo:multi", pull_options(cache)));
+    check_demo(open_ok(reg.host() + "/demo:multi", pull_options(cache, "linux/amd64")), "amd64");
+    Error e = open_err(reg.host() + "/demo:multi", pull_options(cache, "linux/s390x"));
     CHECK(e.kind == ErrorKind::kNotFound);
     CHECK(e.message.find("no image for linux/s390x") != std::string::npos);
     CHECK(e.message.find("available: linux/amd64, linux/arm64") != std::string::npos);
     // A single-platform image for another architecture is refused too.
-    e = pull_err(reg.host() + "/demo:v1", pull_options(cache, "linux/amd64"));
+    e = open_err(reg.host() + "/demo:v1", pull_options(cache, "linux/amd64"));
     CHECK(e.message.find("image for linux/arm64, not linux/amd64") != std::string::npos);
   }
 
   SECTION("unknown tags and repositories are clear errors") {
-    Error e = pull_err(reg.host() + "/demo:nope", pull_options(cache));
+    Error e = open_err(reg.host() + "/demo:nope", pull_options(cache));
     CHECK(e.kind == ErrorKind::kNotFound);
     CHECK(e.message.find("no such image") != std::string::npos);
     CHECK(e.message.find("nope") != std::string::npos);
     CHECK(e.message.find("MANIFEST_UNKNOWN") != std::string::npos);
-    e = pull_err(reg.host() + "/other:v1", pull_options(cache));
+    e = open_err(reg.host() + "/other:v1", pull_options(cache));
     CHECK(e.kind == ErrorKind::kNotFound);
   }
 
   SECTION("plain HTTP needs --insecure; a dead registry names the URL") {
     auto o = pull_options(cache);
     o.insecure = false;
-    Error e = pull_err(reg.host() + "/demo:v1", o);
+    Error e = open_err(reg.host() + "/demo:v1", o);
     CHECK(e.kind == ErrorKind::kUnavailable);
     CHECK(e.message.find("https://" + reg.host() + "/v2/demo/manifests/v1") != std::string::npos);
     CHECK(e.message.find("--insecure") != std::string::npos);
     reg.stop();
-    e = pull_err(reg.host() + "/demo:v1", pull_options(cache));
+    e = open_err(reg.host() + "/demo:v1", pull_options(cache));
     CHECK(e.kind == ErrorKind::kUnavailable);
     CHECK(e.message.find("http://" + reg.host() + "/v2/demo/manifests/v1") != std::string::npos);
   }
@@ -396,7 +382,7 @@ TEST_CASE("anonymous tokens, CDN redirects and digest checks", "[pack][registry]
   FakeRegistry fake(tmp / "layout");
 
   SECTION("a Bearer challenge gets one anonymous token, used for everything after") {
-    Image image = pull_ok(fake.host() + "/demo:v1", pull_options(tmp / "cache"));
+    Image image = open_ok(fake.host() + "/demo:v1", pull_options(tmp / "cache"));
     check_demo(image);
     CHECK(image.digest == m["digest"]);
     CHECK(fake.token_requests == 1);
@@ -407,7 +393,7 @@ TEST_CASE("anonymous tokens, CDN redirects and digest checks", "[pack][registry]
 
   SECTION("a blob that does not match its digest never enters the cache") {
     fake.tamper_blobs = true;
-    Error e = pull_err(fake.host() + "/demo:v1", pull_options(tmp / "cache"));
+    Error e = open_err(fake.host() + "/demo:v1", pull_options(tmp / "cache"));
     CHECK(e.kind == ErrorKind::kCorrupt);
     CHECK(e.message.find("does not match its digest") != std::string::npos);
     CHECK(e.message.find("http://" + fake.host() + "/v2/demo/blobs/sha256:") != std::string::npos);
@@ -419,17 +405,17 @@ TEST_CASE("anonymous tokens, CDN redirects and digest checks", "[pack][registry]
                         m.dump() + R"(,"layers":[]})";
     std::string wrong = "sha256:" + std::string(64, 'e');
     fake.extra_manifests[wrong] = other;
-    Error e = pull_err(fake.host() + "/demo@" + wrong, pull_options(tmp / "cache"));
+    Error e = open_err(fake.host() + "/demo@" + wrong, pull_options(tmp / "cache"));
     CHECK(e.kind == ErrorKind::kCorrupt);
     CHECK(e.message.find("manifest does not match its digest") != std::string::npos);
   }
 
   SECTION("denied access is reported as such") {
-    Error e = pull_err(fake.host() + "/private:v1", pull_options(tmp / "cache"));
+    Error e = open_err(fake.host() + "/private:v1", pull_options(tmp / "cache"));
     CHECK(e.kind == ErrorKind::kUnavailable);
     CHECK(e.message.find("access denied") != std::string::npos);
     fake.refuse_tokens = true;
-    e = pull_err(fake.host() + "/demo:v1", pull_options(tmp / "cache"));
+    e = open_err(fake.host() + "/demo:v1", pull_options(tmp / "cache"));
     CHECK(e.message.find("refused an anonymous token") != std::string::npos);
     CHECK(e.message.find("no anonymous access") != std::string::npos);
   }

@@ -23,20 +23,6 @@ SourceOptions options(const TempDir& tmp, const std::string& platform = "linux/a
   return o;
 }
 
-Image open_ok(const std::string& ref, const SourceOptions& o) {
-  auto r = open_image(ref, o);
-  INFO(ref << ": " << (r.ok() ? "" : r.error().message));
-  REQUIRE(r.ok());
-  return std::move(*r);
-}
-
-Error open_err(const std::string& ref, const SourceOptions& o) {
-  auto r = open_image(ref, o);
-  INFO(ref);
-  REQUIRE_FALSE(r.ok());
-  return r.error();
-}
-
 void check_demo(const Image& image, const std::string& marker = "arm64") {
   CHECK(image.config.entrypoint == std::vector<std::string>{"/bin/app"});
   CHECK(image.config.cmd == std::vector<std::string>{"--serve"});

@@ -23,17 +23,6 @@ namespace spore::pack::testing {
 
 using json = nlohmann::json;
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/spore-source-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl));
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
-
 inline std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   REQUIRE(f);
@@ -265,6 +254,22 @@ inline std::vector<Layer> demo_layers(const std::string& dir, Compression c1 = C
     w.file("srv/data", "data");
   }
   return {{dir + "/l1.tar", c1}, {dir + "/l2.tar", c2}};
+}
+
+// open_image that must work / must fail, saying which reference and why.
+inline Image open_ok(const std::string& ref, const SourceOptions& o) {
+  auto r = open_image(ref, o);
+  INFO(ref << ": " << (r.ok() ? "" : r.error().message));
+  REQUIRE(r.ok());
+  return std::move(*r);
+}
+
+inline Error open_err(const std::string& ref, const SourceOptions& o) {
+  auto r = open_image(ref, o);
+  INFO(ref);
+  REQUIRE_FALSE(r.ok());
+  INFO(r.error().message);
+  return r.error();
 }
 
 inline Tree unpack(const Image& image) {
