@@ -61,7 +61,6 @@ struct AppRun {
   std::string dir, cache, runtime;  // work/NAME, its SPORE_CACHE_DIR and XDG_RUNTIME_DIR
   std::vector<std::string> env;
   bundle::AppConfig config;
-  std::string unsealed_digest;      // the bundle as packed
   std::map<std::string, std::string> extracted;  // section name -> where the stub extracts it in the cache
   std::vector<std::string> files;   // --kernel K --initrd I --rootfs R: the app's own guest files
   std::string vm_spore;             // spore-vm's capture of the same guest
@@ -150,11 +149,10 @@ Status record_bundle(AppRun& a, const char* kind, Report& report) {
                  {"chunks_raw_mib", chunks_raw / kMiB},
                  {"other_mib", other / kMiB}});
   if (std::string(kind) == "bundle_unsealed") {
-    a.unsealed_digest = digest_hex(r->digest());
+    SPORE_ASSIGN_OR_RETURN(auto cache, vmm::Cache::open_at(a.cache));
     for (auto t : {bundle::SectionType::kKernel, bundle::SectionType::kInitramfs, bundle::SectionType::kRootfs})
       if (const bundle::Section* s = r->find(t))
-        a.extracted[bundle::section_name(t)] =
-            a.cache + "/sections/" + digest_hex(s->sha256) + "." + bundle::section_name(t);
+        a.extracted[bundle::section_name(t)] = cache.section_path(s->sha256, bundle::section_name(t));
     const bundle::Section* cfg = r->find(bundle::SectionType::kConfig);
     if (!cfg) return make_error(ErrorKind::kCorrupt, a.bundle + " has no app config");
     SPORE_ASSIGN_OR_RETURN(std::string bytes, r->read(*cfg, 1 << 20));

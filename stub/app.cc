@@ -77,7 +77,6 @@ Result<std::unique_ptr<App>> App::open(const std::string& name) {
   a->cache_ = std::move(cache);
   a->dir_ = a->cache_->dir() + "/bundles/" + a->digest_hex();
   SPORE_TRY(make_dirs(a->dir_, 0700));
-  SPORE_TRY(make_dirs(a->sections_dir(), 0700));
   return a;
 }
 
@@ -88,7 +87,7 @@ Result<std::string> App::extracted(bundle::SectionType type) {
   if (!s) return make_error(ErrorKind::kCorrupt, bundle_path_ + ": the bundle has no " + bundle::section_name(type));
   // Named by content, not by bundle: sealing a bundle (which changes its
   // digest) or another app with the same kernel finds it extracted already.
-  std::string path = sections_dir() + "/" + spore::digest_hex(s->sha256) + "." + bundle::section_name(type);
+  std::string path = cache_->section_path(s->sha256, bundle::section_name(type));
   struct stat st;
   // Written only by rename after verification, so present means good.
   if (::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == s->size) return path;

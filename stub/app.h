@@ -41,10 +41,6 @@ class App {
   const bundle::AppConfig& config() const { return config_; }
   const bundle::Reader& bundle() const { return *reader_; }
   std::string digest_hex() const;
-  const std::string& cache_dir() const { return dir_; }
-  // Where the bundle's kernel, initramfs and rootfs are extracted, shared by
-  // every bundle of this cache: <cache>/sections/<sha256>.<section name>.
-  std::string sections_dir() const { return cache_->dir() + "/sections"; }
 
   // A running machine for this request: the fastest honest way.
   Result<Obtained> obtain(const MachineRequest& req);

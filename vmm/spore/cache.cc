@@ -30,6 +30,7 @@ Result<Cache> Cache::open() {
 Result<Cache> Cache::open_at(const std::string& dir) {
   SPORE_TRY(make_dirs(dir + "/ram", 0700));
   SPORE_TRY(make_dirs(dir + "/verified", 0700));
+  SPORE_TRY(make_dirs(dir + "/sections", 0700));
   return Cache(dir);
 }
 

@@ -26,6 +26,12 @@ class Cache {
   std::string ram_path(const Digest& index_digest) const;
   // The pages resumes of that RAM touch (vmm/spore/working_set.h), if known.
   std::string working_set_path(const Digest& index_digest) const { return ram_path(index_digest) + ".ws"; }
+  // Where a file extracted from a bundle lives, named by its content so
+  // every bundle with the same kernel, initramfs or rootfs shares it:
+  // sections/<sha256>.<kind> (the folder is made by open).
+  std::string section_path(const Digest& content, const std::string& kind) const {
+    return dir_ + "/sections/" + digest_hex(content) + "." + kind;
+  }
 
   // SHA-256 of a file, remembered per (path, device, inode, size, mtime,
   // ctime) so an unchanged file is hashed once.
