@@ -23,7 +23,7 @@ TEST_CASE("stub: options after the command belong to the command", "[stub][cli]"
   CHECK(o->timeout.empty());
 }
 
-TEST_CASE("stub: subcommands only in first place; -- escapes them", "[stub][cli]") {
+TEST_CASE("stub: subcommands only in first place, -- escapes them", "[stub][cli]") {
   CHECK(parse_args({"start", "--mem", "512"})->mode == Mode::kStart);
   CHECK(*parse_args({"start", "--mem", "512"})->mem_mib == 512);
   CHECK(parse_args({"status", "--json"})->json);

@@ -448,7 +448,7 @@ TEST_CASE("the superblock says what the kernel checks", "[pack][erofs]") {
   CHECK(write_erofs(t, tmp / "img2", opts).error().kind == ErrorKind::kUsage);
 }
 
-TEST_CASE("same tree, same bytes; different content, different UUID", "[pack][erofs]") {
+TEST_CASE("same tree, same bytes, and different content, different UUID", "[pack][erofs]") {
   TempDir tmp;
   Tree a = make_tree(tmp);
   build_kitchen_sink(a);

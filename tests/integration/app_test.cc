@@ -84,7 +84,7 @@ bool nothing_left_running(const std::string& dir) {
 
 }  // namespace
 
-TEST_CASE("the first run boots and seals; later runs resume", "[app]") {
+TEST_CASE("the first run boots and seals, later runs resume", "[app]") {
   AppCopy app("demo");
   auto first = app({"echo", "hi"});
   INFO(first.err);
@@ -167,7 +167,7 @@ TEST_CASE("--timeout kills the command with status 124", "[app]") {
   CHECK(r.status == 124);
 }
 
-TEST_CASE("Ctrl-C reaches the guest command; killing the stub leaves nothing behind", "[app]") {
+TEST_CASE("Ctrl-C reaches the guest command, and killing the stub leaves nothing behind", "[app]") {
   const AppCopy& app = sealed_demo();
   RunOptions o;
   o.kill_after_output = "ready";
@@ -183,7 +183,7 @@ TEST_CASE("Ctrl-C reaches the guest command; killing the stub leaves nothing beh
   CHECK(nothing_left_running(app.dir));
 }
 
-TEST_CASE("a renamed pair still works; SPORE_BUNDLE overrides; a missing sidecar is a clear error", "[app]") {
+TEST_CASE("a renamed pair still works, SPORE_BUNDLE overrides, a missing sidecar is a clear error", "[app]") {
   AppCopy app("demo", "renamed-tool");
   CHECK(app({"echo", "ok"}).out == "ok\n");
   fs::rename(app.path + ".spore", app.dir + "/elsewhere.spore");

@@ -99,7 +99,7 @@ TEST_CASE("virtio-blk refuses reads past the end", "[virtio][blk]") {
   CHECK(r.request(0, 8, 0).first == 0);  // empty read at the end is fine
 }
 
-TEST_CASE("virtio-blk read-only disks refuse writes; writable ones store them", "[virtio][blk]") {
+TEST_CASE("virtio-blk read-only disks refuse writes, writable ones store them", "[virtio][blk]") {
   TempImage img(8);
   {
     BlkRig r(img.path, true);
