@@ -48,6 +48,22 @@ Status make_dirs(const std::string& path, mode_t mode) {
   return ok_status();
 }
 
+Status make_private_dir(const std::string& path) {
+  SPORE_TRY(make_dirs(path, 0700));
+  struct stat st;
+  if (::stat(path.c_str(), &st) < 0) return errno_error(path);
+  if (!S_ISDIR(st.st_mode)) return make_error(ErrorKind::kUnavailable, path + " is not a directory");
+  if (st.st_uid != ::geteuid())
+    return make_error(ErrorKind::kUnavailable,
+                      strfmt("%s is owned by uid %u, not by you (uid %u); refusing to use it", path.c_str(),
+                             static_cast<unsigned>(st.st_uid), static_cast<unsigned>(::geteuid())));
+  if (st.st_mode & 022)
+    return make_error(ErrorKind::kUnavailable,
+                      strfmt("%s is writable by other users (mode %03o); refusing to use it (chmod go-w)",
+                             path.c_str(), static_cast<unsigned>(st.st_mode & 0777)));
+  return ok_status();
+}
+
 Status remove_tree(const std::string& path) {
   if (!path_exists(path)) return ok_status();
   int r = ::nftw(

@@ -14,6 +14,11 @@ bool is_dir(const std::string& path);
 bool is_empty_dir(const std::string& path);
 // mkdir -p with mode for the directories it creates.
 Status make_dirs(const std::string& path, mode_t mode = 0755);
+// mkdir -p path (new directories 0700), then checks that path is private to
+// this user: a directory (symlinks to one are followed) owned by the
+// effective uid, writable by nobody else. Other local users must not be able
+// to plant or swap files in caches and runtime directories we trust.
+Status make_private_dir(const std::string& path);
 // rm -rf: no error if it does not exist; symlinks are removed, not followed.
 Status remove_tree(const std::string& path);
 // Absolute, lexically normalised (no ".", "..", "//"); symlinks untouched.

@@ -76,7 +76,8 @@ Result<std::unique_ptr<App>> App::open(const std::string& name) {
   SPORE_ASSIGN_OR_RETURN(vmm::Cache cache, vmm::Cache::open());
   a->cache_ = std::move(cache);
   a->dir_ = a->cache_->dir() + "/bundles/" + a->digest_hex();
-  SPORE_TRY(make_dirs(a->dir_, 0700));
+  SPORE_TRY(make_private_dir(a->cache_->dir() + "/bundles"));
+  SPORE_TRY(make_private_dir(a->dir_));
   return a;
 }
 
@@ -88,9 +89,14 @@ Result<std::string> App::extracted(bundle::SectionType type) {
   // Named by content, not by bundle: sealing a bundle (which changes its
   // digest) or another app with the same kernel finds it extracted already.
   std::string path = cache_->section_path(s->sha256, bundle::section_name(type));
+  // Written by rename after verification; still, a file that changed since
+  // (or that the cache never vouched for) is hashed again, and redone if
+  // it is not the section any more.
   struct stat st;
-  // Written only by rename after verification, so present means good.
-  if (::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == s->size) return path;
+  if (::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == s->size) {
+    auto d = cache_->file_digest(path);
+    if (d.ok() && *d == s->sha256) return path;
+  }
   SPORE_TRY(reader_->extract(*s, path));
   cache_->remember_digest(path, s->sha256);
   return path;

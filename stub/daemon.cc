@@ -31,6 +31,10 @@ namespace {
 
 constexpr int kStatusNotRunning = 3;  // like LSB init scripts' "program is not running"
 constexpr int kStartTimeoutMs = 200'000;
+// A starting monitor retries the lock this often before concluding that
+// another monitor holds it (probers hold it only while they clean up).
+constexpr int kLockTries = 20;
+constexpr int kLockRetryMs = 50;
 
 std::string sanitize(const std::string& name) {
   std::string out;
@@ -93,12 +97,44 @@ bool alive(pid_t pid) {
 
 enum class Liveness { kRunning, kStopped, kStale };
 
+// The monitor holds an OFD write lock on paths.lock from before it creates
+// anything until it exits (the kernel drops it even on SIGKILL). That lock,
+// not the pid file, says whether a monitor is there, so two concurrent
+// starts cannot both serve, and nobody cleans up a monitor's files while
+// it is still coming up.
+bool lock_held(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) return false;
+  struct flock fl{};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (::fcntl(fd.get(), F_OFD_GETLK, &fl) < 0) return false;
+  return fl.l_type != F_UNLCK;
+}
+
+// Takes the lock without waiting; an empty fd when someone holds it.
+Result<UniqueFd> try_lock(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return errno_error(path);
+  struct flock fl{};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (::fcntl(fd.get(), F_OFD_SETLK, &fl) < 0) {
+    if (errno == EAGAIN || errno == EACCES) return UniqueFd();
+    return errno_error("locking " + path);
+  }
+  return fd;
+}
+
 // Is a monitor there (its socket may still be coming up)? Cleans up the
-// files of one that died.
+// files of one that died, holding the lock meanwhile so that a monitor
+// starting at the same moment cannot lose its socket to us.
 Liveness probe(const DaemonPaths& p, pid_t* pid_out) {
   auto pid = read_pid(p.pid);
   if (pid_out) *pid_out = pid.value_or(0);
-  if (pid && alive(*pid)) return Liveness::kRunning;
+  if (lock_held(p.lock)) return Liveness::kRunning;
+  auto lock = try_lock(p.lock);
+  if (lock.ok() && !*lock) return Liveness::kRunning;  // taken just now
   bool had_files = pid.has_value() || ::access(p.sock.c_str(), F_OK) == 0;
   ::unlink(p.sock.c_str());
   ::unlink(p.pid.c_str());
@@ -355,6 +391,7 @@ Result<DaemonPaths> daemon_paths(const App& app) {
   p.sock = base + ".sock";
   p.pid = base + ".pid";
   p.log = base + ".log";
+  p.lock = base + ".lock";
   return p;
 }
 
@@ -393,6 +430,25 @@ int cmd_start(App& app, const Options& o) {
     sigaddset(&stop_sigs, SIGINT);
     sigprocmask(SIG_BLOCK, &stop_sigs, nullptr);
     auto tell = [&](const std::string& s) { (void)write_all(ready[1], s.data(), s.size()); };
+    // The lock first, before anything of ours exists. A prober holds it
+    // for microseconds while it cleans up; a monitor for good.
+    UniqueFd lock;
+    for (int tries = 0; !lock && tries < kLockTries; tries++) {
+      auto l = try_lock(paths->lock);
+      if (!l.ok()) {
+        tell("ERROR " + l.error().message);
+        _exit(kExitSoftware);
+      }
+      lock = std::move(*l);
+      if (!lock) std::this_thread::sleep_for(std::chrono::milliseconds(kLockRetryMs));
+    }
+    if (!lock) {
+      tell("RUNNING");
+      _exit(0);
+    }
+    // Whatever a monitor that died left behind.
+    ::unlink(paths->sock.c_str());
+    ::unlink(paths->pid.c_str());
     MachineRequest mr;
     mr.cpus = o.cpus;
     mr.mem_mib = o.mem_mib;
@@ -433,6 +489,12 @@ int cmd_start(App& app, const Options& o) {
   }
   if (starts_with(msg, "READY ")) {
     std::fprintf(stderr, "%s: started (pid %s)\n", app.name().c_str(), msg.substr(6).c_str());
+    return 0;
+  }
+  if (msg == "RUNNING") {  // another start won the race
+    probe(*paths, &pid);
+    std::fprintf(stderr, "%s: already running%s\n", app.name().c_str(),
+                 pid ? (" (pid " + std::to_string(pid) + ")").c_str() : "");
     return 0;
   }
   std::fprintf(stderr, "%s: could not start: %s\n", app.name().c_str(),
@@ -509,22 +571,24 @@ int cmd_stop(App& app, const Options& o) {
     std::string req = "STOP\n";
     if (write_all(conn->get(), req.data(), req.size()).ok()) (void)read_line(conn->get(), 64, 5000);
   }
+  // Gone when its lock is released (the kernel releases it when the
+  // process ends, however it ends).
   auto wait_gone = [&](uint64_t ms) {
     for (uint64_t waited = 0; waited < ms; waited += 50) {
-      if (!alive(pid)) return true;
+      if (!lock_held(paths->lock)) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    return !alive(pid);
+    return !lock_held(paths->lock);
   };
   bool forced = false;
   if (!wait_gone(timeout_ms)) {
     forced = true;
-    ::kill(pid, SIGTERM);
-    if (!wait_gone(2000)) ::kill(pid, SIGKILL);
+    // Only a pid that is still our program: the number may have been reused.
+    if (pid && alive(pid)) ::kill(pid, SIGTERM);
+    if (!wait_gone(2000) && pid && alive(pid)) ::kill(pid, SIGKILL);
     wait_gone(2000);
   }
-  ::unlink(paths->sock.c_str());
-  ::unlink(paths->pid.c_str());
+  probe(*paths, nullptr);  // removes what it left, unless a new monitor is starting already
   std::fprintf(stderr, "%s: stopped%s\n", app.name().c_str(), forced ? " (forcibly)" : "");
   return 0;
 }

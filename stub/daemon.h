@@ -15,6 +15,7 @@ struct DaemonPaths {
   std::string sock;  // <dir>/<app>-<digest>.sock
   std::string pid;   // <dir>/<app>-<digest>.pid
   std::string log;   // <dir>/<app>-<digest>.log: the monitor's messages
+  std::string lock;  // <dir>/<app>-<digest>.lock: write-locked by the monitor for its whole life
 };
 
 // Creates the runtime directory (0700) and refuses one that another user

@@ -28,9 +28,10 @@ Result<Cache> Cache::open() {
 }
 
 Result<Cache> Cache::open_at(const std::string& dir) {
-  SPORE_TRY(make_dirs(dir + "/ram", 0700));
-  SPORE_TRY(make_dirs(dir + "/verified", 0700));
-  SPORE_TRY(make_dirs(dir + "/sections", 0700));
+  // What is in here is trusted once vouched for (RAM files, extracted
+  // kernels and rootfs images): no other user may write into it.
+  for (const char* sub : {"", "/ram", "/verified", "/sections"})
+    if (auto s = make_private_dir(dir + sub); !s.ok()) return std::move(s).error().wrap("the cache");
   return Cache(dir);
 }
 
@@ -42,9 +43,12 @@ Result<std::string> Cache::ram_file(const MemoryIndex& idx, const Digest& index_
                                     bool* materialized) {
   if (materialized) *materialized = false;
   std::string path = ram_path(index_digest);
+  // Present is not enough: only a file this cache vouched for when it wrote
+  // it, unchanged since (a truncated, swapped or edited file is redone).
   auto ready = [&] {
     struct stat st;
-    return ::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == idx.ram_size;
+    return ::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == idx.ram_size &&
+           vouched(path, index_digest);
   };
   if (ready()) return path;
   SPORE_ASSIGN_OR_RETURN(UniqueFd lock, open_file(path + ".lock", O_RDWR | O_CREAT, 0600));
@@ -53,6 +57,7 @@ Result<std::string> Cache::ram_file(const MemoryIndex& idx, const Digest& index_
   if (ready()) return path;  // another process made it while we waited
   auto s = materialize_memory(idx, store, path);
   if (!s.ok()) return std::move(s).error().wrap("materialising spore RAM");
+  remember_digest(path, index_digest);  // under the lock: waiters see it at once
   if (materialized) *materialized = true;
   return path;
 }
@@ -81,6 +86,15 @@ Result<Digest> Cache::file_digest(const std::string& path) {
   SPORE_ASSIGN_OR_RETURN(Digest d, sha256_file(path));
   (void)write_file_atomic(stamp, digest_hex(d));  // only an optimisation
   return d;
+}
+
+bool Cache::vouched(const std::string& path, const Digest& d) const {
+  std::string stamp = stamp_path(dir_, path);
+  if (stamp.empty()) return false;
+  auto text = read_file(stamp, 128);
+  if (!text.ok()) return false;
+  auto got = parse_digest_hex(*text);
+  return got && *got == d;
 }
 
 void Cache::remember_digest(const std::string& path, const Digest& d) {

@@ -1,6 +1,9 @@
 // The per-user cache of materialised spore RAM and verified file digests.
 // $SPORE_CACHE_DIR, else $XDG_CACHE_HOME/spore, else ~/.cache/spore.
-// Entries are written atomically and may be deleted at any time.
+// Entries are written atomically and may be deleted at any time. The
+// directory must be private to the user (Cache::open refuses one that
+// another user owns or can write), and an entry is used only while it is
+// the very file the cache vouched for when it wrote it.
 #pragma once
 
 #include <string>
@@ -36,8 +39,12 @@ class Cache {
   // SHA-256 of a file, remembered per (path, device, inode, size, mtime,
   // ctime) so an unchanged file is hashed once.
   Result<Digest> file_digest(const std::string& path);
-  // Records a digest the caller has just verified while writing the file.
+  // Records a digest the caller has just verified while writing the file
+  // (for a RAM file: the digest of the index it was made from).
   void remember_digest(const std::string& path, const Digest& d);
+  // True when remember_digest(path, d) was called for the file as it is now
+  // (same inode, size, mtime and ctime); reads only the stamp.
+  bool vouched(const std::string& path, const Digest& d) const;
 
  private:
   explicit Cache(std::string dir) : dir_(std::move(dir)) {}

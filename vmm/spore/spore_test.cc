@@ -338,6 +338,67 @@ TEST_CASE("spores are written atomically, verified on read, and forked as metada
     CHECK_FALSE(made);
     CHECK(*p1 == *p2);
     CHECK(slurp(*p1) == std::string(reinterpret_cast<char*>(ram.data()), ram.size()));
+
+    // Same size, other bytes (edited in place, or swapped for another file):
+    // not the file the cache vouched for, so it is made again. The cache
+    // tells by inode, size, mtime and ctime; timestamps are set apart
+    // explicitly, since two writes within one clock tick share them.
+    auto touch_apart = [](const std::string& p) {
+      timespec ts[2] = {{1'000'000'000, 0}, {1'000'000'000, 0}};
+      REQUIRE(::utimensat(AT_FDCWD, p.c_str(), ts, 0) == 0);
+    };
+    {
+      std::fstream f(*p1, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(0);
+      f.put('\x5a');
+    }
+    touch_apart(*p1);
+    auto p3 = cache->ram_file(*idx, d, *store, &made);
+    REQUIRE(p3.ok());
+    CHECK(made);
+    CHECK(slurp(*p3) == std::string(reinterpret_cast<char*>(ram.data()), ram.size()));
+    fs::remove(*p3);
+    std::ofstream(*p3, std::ios::binary) << std::string(ram.size(), '\0');
+    touch_apart(*p3);
+    REQUIRE(cache->ram_file(*idx, d, *store, &made).ok());
+    CHECK(made);
+    CHECK(slurp(*p3) == std::string(reinterpret_cast<char*>(ram.data()), ram.size()));
+  }
+}
+
+TEST_CASE("the cache refuses directories other users own or can write", "[spore][cache]") {
+  TempDir t;
+  SECTION("made private when it does not exist") {
+    REQUIRE(Cache::open_at(t.path + "/new/cache").ok());
+    CHECK((fs::status(t.path + "/new/cache").permissions() & fs::perms::all) == fs::perms::owner_all);
+    CHECK((fs::status(t.path + "/new/cache/ram").permissions() & fs::perms::all) == fs::perms::owner_all);
+  }
+  SECTION("group- or world-writable") {
+    for (auto extra : {fs::perms::group_write, fs::perms::others_write}) {
+      fs::create_directories(t.path + "/c");
+      fs::permissions(t.path + "/c", fs::perms::owner_all | extra, fs::perm_options::replace);
+      auto c = Cache::open_at(t.path + "/c");
+      REQUIRE_FALSE(c.ok());
+      CHECK(c.error().kind == ErrorKind::kUnavailable);
+      CHECK_THAT(c.error().message, Catch::Contains("writable by other users"));
+      fs::remove_all(t.path + "/c");
+    }
+  }
+  SECTION("a writable subdirectory") {
+    fs::create_directories(t.path + "/c/sections");
+    fs::permissions(t.path + "/c", fs::perms::owner_all, fs::perm_options::replace);
+    fs::permissions(t.path + "/c/sections", fs::perms::all, fs::perm_options::replace);
+    CHECK_FALSE(Cache::open_at(t.path + "/c").ok());
+  }
+  SECTION("owned by another user") {
+    // Needs root to give a directory away (we are root here and in CI).
+    REQUIRE(::geteuid() == 0);
+    fs::create_directories(t.path + "/c");
+    fs::permissions(t.path + "/c", fs::perms::owner_all, fs::perm_options::replace);
+    REQUIRE(::chown((t.path + "/c").c_str(), 65534, 65534) == 0);
+    auto c = Cache::open_at(t.path + "/c");
+    REQUIRE_FALSE(c.ok());
+    CHECK_THAT(c.error().message, Catch::Contains("not by you"));
   }
 }
 
