@@ -66,6 +66,10 @@ Result<std::unique_ptr<App>> App::open(const std::string& name) {
   auto c = bundle::decode_app_config(cfg_bytes);
   if (!c.ok()) return std::move(c).error().wrap(a->bundle_path_);
   a->config_ = std::move(*c);
+  // The name it was packed with (spore-pack --name, default the output's
+  // file name) prefixes messages and names its daemon, however the stub was
+  // renamed since.
+  if (!a->config_.name.empty()) a->name_ = a->config_.name;
   if (a->config_.platform != host_platform())
     return make_error(ErrorKind::kUnavailable, "this app is packed for " + a->config_.platform + ", this host is " +
                                                    host_platform());
@@ -133,8 +137,9 @@ Result<std::unique_ptr<vmm::Machine>> App::cold_boot(uint32_t cpus, uint64_t mem
   SPORE_TRY(m->start());
   auto hello = ready->wait(kBootTimeoutMs, -1);
   if (!hello.ok()) {
-    std::string tail = console->tail(15);
-    return make_error(hello.error().kind, hello.error().message + (tail.empty() ? "" : "; guest console:\n" + tail));
+    std::string tail = console->report_tail(15);
+    if (!tail.empty()) tail.pop_back();  // the caller ends the message's line
+    return make_error(hello.error().kind, hello.error().message + (tail.empty() ? "" : "\n" + tail));
   }
   return m;
 }
@@ -168,6 +173,7 @@ Result<Obtained> App::obtain(const MachineRequest& req) {
     return o;
   }
   // The spore sealed into the bundle, when this host can run it.
+  std::string refused;  // why this host cannot resume it
   if (reader_->has_spore()) {
     SPORE_ASSIGN_OR_RETURN(vmm::Spore sp, bundle::open_bundle_spore(reader_));
     auto m = resume(sp, req, &o.report);
@@ -177,12 +183,11 @@ Result<Obtained> App::obtain(const MachineRequest& req) {
       return o;
     }
     if (m.error().kind != ErrorKind::kPlatform) return std::move(m).error();
-    std::string why = m.error().message;
-    auto nl = why.find("\n  ");
-    say(name_, "this host cannot resume the sealed spore (" + (nl == std::string::npos ? why : why.substr(nl + 3)) +
-                   "); booting and sealing a local one");
+    refused = m.error().message;
+    if (auto nl = refused.find("\n  "); nl != std::string::npos) refused = refused.substr(nl + 3);
   }
-  // A spore sealed on this host by an earlier run.
+  // A spore sealed on this host by an earlier run (silently: that run said
+  // why it sealed one).
   std::string local = dir_ + "/local-spore";
   if (path_exists(local + "/manifest.json")) {
     auto sp = vmm::open_spore(local);
@@ -194,9 +199,11 @@ Result<Obtained> App::obtain(const MachineRequest& req) {
     }
     say(name_, "discarding the local spore (" + m.error().message + ")");
     (void)remove_tree(local);
-  } else if (!reader_->has_spore()) {
-    say(name_, "first run on this host: booting and sealing a warm spore (later runs resume it)");
   }
+  if (!refused.empty())
+    say(name_, "this host cannot resume the sealed spore (" + refused + "); booting and sealing a local one");
+  else if (!reader_->has_spore())
+    say(name_, "first run on this host: booting and sealing a warm spore (later runs resume it)");
   SPORE_ASSIGN_OR_RETURN(o.machine, cold_boot(cpus, mem, req));
   SPORE_TRY(run_warm(*o.machine));
   vmm::CaptureOptions co;

@@ -25,6 +25,7 @@
 #include "base/files.h"
 #include "base/strings.h"
 #include "stub/run.h"
+#include "vmm/guest.h"
 
 namespace spore::stub {
 namespace {
@@ -219,7 +220,7 @@ Result<UniqueFd> Monitor::agent_connection() {
     pollfd p{fd.get(), POLLIN, 0};
     if (::poll(&p, 1, 0) == 0) return fd;
   }
-  return m_->vsock().connect_wait(proto::kAgentPort, 30'000);
+  return m_->vsock().connect_wait(proto::kAgentPort, vmm::kAgentConnectTimeoutMs);
 }
 
 void Monitor::refill_spare() {
@@ -229,7 +230,7 @@ void Monitor::refill_spare() {
     refilling_ = true;
   }
   std::thread([this] {
-    auto c = m_->vsock().connect_wait(proto::kAgentPort, 30'000);
+    auto c = m_->vsock().connect_wait(proto::kAgentPort, vmm::kAgentConnectTimeoutMs);
     std::lock_guard<std::mutex> g(spare_mu_);
     refilling_ = false;
     if (c.ok()) spare_ = std::move(*c);

@@ -13,6 +13,10 @@
 #include "vmm/guest.h"
 
 namespace spore::stub {
+namespace {
+// After a broken session, how long the VM may take to report its exit.
+constexpr int kGuestExitGraceMs = 2000;
+}  // namespace
 
 Result<proto::ExecRequest> build_request(const App& app, const Options& o) {
   const auto& c = app.config();
@@ -38,11 +42,13 @@ Result<proto::ExecRequest> build_request(const App& app, const Options& o) {
 UniqueFd forwarded_signals() { return agent::block_forwarded_signals(); }
 
 int run_session(const std::string& app, int conn, const proto::ExecRequest& req, const Options& o, int sig_fd,
-                int cancel_fd) {
+                int cancel_fd, bool* broken) {
   agent::ExecIo io;
   io.signal_fd = sig_fd;
   io.cancel_fd = cancel_fd;
-  return agent::session_exit_status(agent::run_exec_attached(conn, req, io, o.interactive, o.tty), app, o.timeout);
+  auto outcome = agent::run_exec_attached(conn, req, io, o.interactive, o.tty);
+  if (broken) *broken = !outcome.ok();
+  return agent::session_exit_status(outcome, app, o.timeout);
 }
 
 int cmd_run(App& app, const Options& o) {
@@ -55,18 +61,26 @@ int cmd_run(App& app, const Options& o) {
   MachineRequest mr;
   mr.cpus = o.cpus;
   mr.mem_mib = o.mem_mib;
+  // Kept (bounded) to show when the guest dies under the command.
+  auto console = std::make_shared<vmm::ConsoleLog>(false);
+  mr.console = [console](const char* d, size_t n) { console->write(d, n); };
   auto got = app.obtain(mr);
   if (!got.ok()) {
     std::fprintf(stderr, "%s: %s\n", app.name().c_str(), got.error().message.c_str());
     return exit_code_for(got.error());
   }
   vmm::Machine& m = *got->machine;
-  auto conn = m.vsock().connect_wait(proto::kAgentPort, 30'000);
+  auto conn = m.vsock().connect_wait(proto::kAgentPort, vmm::kAgentConnectTimeoutMs);
   if (!conn.ok()) {
     std::fprintf(stderr, "%s: connecting to the guest agent: %s\n", app.name().c_str(), conn.error().message.c_str());
     return exit_code_for(conn.error());
   }
-  int status = run_session(app.name(), conn->get(), *req, o, sigfd.get(), m.exit_fd());
+  bool broken = false;
+  int status = run_session(app.name(), conn->get(), *req, o, sigfd.get(), m.exit_fd(), &broken);
+  // The session broke: if the guest went away under the command (its
+  // vsock connections may close just before the VM's exit is seen), what
+  // its console said last follows the line above (doc/exit-codes.md).
+  if (broken && m.wait_for(kGuestExitGraceMs)) std::fputs(console->report_tail(20).c_str(), stderr);
   m.stop();
   app.after_run(*got);
   return status;

@@ -20,8 +20,9 @@ UniqueFd forwarded_signals();
 
 // Runs req over conn (a stream to the agent) with this process's stdio and
 // returns the exit status to use; launcher failures are printed.
+// broken (if given): set when the session ended without an exit status.
 int run_session(const std::string& app, int conn, const proto::ExecRequest& req, const Options& o, int sig_fd,
-                int cancel_fd);
+                int cancel_fd, bool* broken = nullptr);
 
 int cmd_run(App& app, const Options& o);
 

@@ -47,6 +47,13 @@ std::string ConsoleLog::tail(size_t max_lines) const {
   return clean;
 }
 
+std::string ConsoleLog::report_tail(size_t max_lines) const {
+  std::string text = tail(max_lines), out;
+  if (text.empty()) return out;
+  for (const auto& line : split(text, '\n')) out += "  | " + line + "\n";
+  return out;
+}
+
 Result<std::unique_ptr<AgentReady>> AgentReady::listen(Machine& m) {
   std::unique_ptr<AgentReady> r(new AgentReady(m));
   r->event_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -106,7 +113,7 @@ Result<proto::Hello> AgentReady::wait(int timeout_ms, int sig_fd) {
 
 Result<agent::ExecOutcome> exec_in_guest(Machine& m, const proto::ExecRequest& req, agent::ExecIo io) {
   auto t0 = std::chrono::steady_clock::now();
-  auto conn = m.vsock().connect_wait(proto::kAgentPort, 30'000);
+  auto conn = m.vsock().connect_wait(proto::kAgentPort, kAgentConnectTimeoutMs);
   LOG_INFO("vsock connect to the agent took %.1f ms",
            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   if (!conn.ok()) return std::move(conn).error().wrap("connecting to the guest agent");

@@ -14,6 +14,11 @@
 
 namespace spore::vmm {
 
+// How long a running guest's agent may take to accept a session. Generous:
+// on an overloaded host (a hundred VMs on two cores, or an emulated host)
+// a resumed guest can take tens of seconds to answer.
+inline constexpr int kAgentConnectTimeoutMs = 120'000;
+
 // Keeps the tail of the guest's serial console (for error reports) and can
 // echo it to stderr as it arrives.
 class ConsoleLog {
@@ -22,6 +27,9 @@ class ConsoleLog {
   void write(const char* data, size_t len);
   // The last max_lines complete or partial lines.
   std::string tail(size_t max_lines) const;
+  // The same, for a failure report: each line as "  | line\n", so it cannot
+  // be mistaken for a message of ours (empty when there was no output).
+  std::string report_tail(size_t max_lines) const;
 
  private:
   bool echo_;

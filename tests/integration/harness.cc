@@ -5,8 +5,11 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,9 +28,14 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
   int in[2] = {-1, -1}, out[2], err[2];
   if (opts.stdin_open && ::pipe2(in, O_CLOEXEC) < 0) return r;
   if (::pipe2(out, O_CLOEXEC) < 0 || ::pipe2(err, O_CLOEXEC) < 0) return r;
+  // Ours, with opts.env applied in order: KEY=VALUE replaces, KEY unsets.
   std::vector<std::string> env;
   for (char** e = environ; *e; e++) env.emplace_back(*e);
-  for (const auto& e : opts.env) env.push_back(e);
+  for (const auto& e : opts.env) {
+    std::string key = e.substr(0, e.find('='));
+    std::erase_if(env, [&](const std::string& have) { return have.compare(0, key.size() + 1, key + "=") == 0; });
+    if (e.find('=') != std::string::npos) env.push_back(e);
+  }
   pid_t pid = ::fork();
   if (pid == 0) {
     ::setpgid(0, 0);
@@ -58,6 +66,8 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
   timespec start;
   clock_gettime(CLOCK_MONOTONIC, &start);
   bool out_open = true, err_open = true, signalled = false;
+  timespec trigger = start;  // when the kill text appeared
+  bool triggered = opts.kill_signal && opts.kill_after_output.empty() && opts.kill_after_stderr.empty();
   char buf[65536];
   while (out_open || err_open) {
     pollfd fds[3];
@@ -66,7 +76,7 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
     if (out_open) { oi = n; fds[n++] = {out[0], POLLIN, 0}; }
     if (err_open) { ei = n; fds[n++] = {err[0], POLLIN, 0}; }
     if (in_fd >= 0) { ii = n; fds[n++] = {in_fd, POLLOUT, 0}; }
-    int rc = ::poll(fds, static_cast<nfds_t>(n), 1000);
+    int rc = ::poll(fds, static_cast<nfds_t>(n), triggered && !signalled ? 10 : 1000);
     timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (now.tv_sec - start.tv_sec > opts.timeout_s) {
@@ -74,21 +84,28 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
       ::kill(-pid, SIGKILL);
       break;
     }
-    if (rc <= 0) continue;
     auto drain = [&](int idx, int fd, std::string& dst, bool& open) {
       if (idx < 0 || !fds[idx].revents) return;
       ssize_t k = ::read(fd, buf, sizeof buf);
       if (k > 0) dst.append(buf, static_cast<size_t>(k));
       else if (k == 0 || errno != EINTR) open = false;
     };
-    drain(oi, out[0], r.out, out_open);
-    if (!opts.kill_after_output.empty() && opts.kill_signal && r.out.find(opts.kill_after_output) != std::string::npos &&
-        !signalled) {
+    if (rc > 0) {
+      drain(oi, out[0], r.out, out_open);
+      drain(ei, err[0], r.err, err_open);
+    }
+    if (opts.kill_signal && !triggered &&
+        ((!opts.kill_after_output.empty() && r.out.find(opts.kill_after_output) != std::string::npos) ||
+         (!opts.kill_after_stderr.empty() && r.err.find(opts.kill_after_stderr) != std::string::npos))) {
+      triggered = true;
+      trigger = now;
+    }
+    if (triggered && !signalled &&
+        (now.tv_sec - trigger.tv_sec) * 1000 + (now.tv_nsec - trigger.tv_nsec) / 1'000'000 >= opts.kill_delay_ms) {
       ::kill(pid, opts.kill_signal);
       signalled = true;
     }
-    drain(ei, err[0], r.err, err_open);
-    if (ii >= 0 && fds[ii].revents) {
+    if (rc > 0 && ii >= 0 && fds[ii].revents) {
       ssize_t k = ::write(in_fd, opts.stdin_data.data() + in_off, opts.stdin_data.size() - in_off);
       if (k > 0) in_off += static_cast<size_t>(k);
       if (k < 0 && errno != EAGAIN) in_off = opts.stdin_data.size();
@@ -113,6 +130,109 @@ RunResult vm_run(const std::vector<std::string>& cmd, const std::vector<std::str
   argv.push_back("--");
   argv.insert(argv.end(), cmd.begin(), cmd.end());
   return run(argv, opts);
+}
+
+struct PtyRun::Modes {
+  termios tio;
+};
+
+PtyRun::PtyRun(const std::vector<std::string>& argv, const std::vector<std::string>& env, unsigned short rows,
+               unsigned short cols) {
+  winsize ws{};
+  ws.ws_row = rows;
+  ws.ws_col = cols;
+  if (::openpty(&master_, &slave_, nullptr, nullptr, &ws) < 0) return;
+  ::fcntl(master_, F_SETFD, FD_CLOEXEC);
+  ::fcntl(slave_, F_SETFD, FD_CLOEXEC);
+  before_ = new Modes;
+  ::tcgetattr(slave_, &before_->tio);
+  std::vector<std::string> envs;
+  for (char** e = environ; *e; e++) envs.emplace_back(*e);
+  for (const auto& e : env) envs.push_back(e);
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::setsid();
+    ::ioctl(slave_, TIOCSCTTY, 0);
+    ::dup2(slave_, 0);
+    ::dup2(slave_, 1);
+    ::dup2(slave_, 2);
+    std::vector<char*> a, ev;
+    for (const auto& x : argv) a.push_back(const_cast<char*>(x.c_str()));
+    a.push_back(nullptr);
+    for (const auto& x : envs) ev.push_back(const_cast<char*>(x.c_str()));
+    ev.push_back(nullptr);
+    ::execvpe(a[0], a.data(), ev.data());
+    _exit(127);
+  }
+}
+
+PtyRun::~PtyRun() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  if (master_ >= 0) ::close(master_);
+  if (slave_ >= 0) ::close(slave_);
+  delete before_;
+}
+
+bool PtyRun::drain(int wait_ms) {
+  if (master_ < 0) return false;
+  pollfd p{master_, POLLIN, 0};
+  if (::poll(&p, 1, wait_ms) <= 0) return true;
+  char buf[4096];
+  ssize_t n = ::read(master_, buf, sizeof buf);
+  if (n <= 0) return false;  // EIO: every slave end is closed
+  out_.append(buf, static_cast<size_t>(n));
+  return true;
+}
+
+bool PtyRun::read_until(const std::string& text, int timeout_s) {
+  timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  while (out_.find(text) == std::string::npos) {
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec - start.tv_sec > timeout_s || !drain(200)) return out_.find(text) != std::string::npos;
+  }
+  return true;
+}
+
+void PtyRun::write(const std::string& bytes) {
+  ssize_t n = ::write(master_, bytes.data(), bytes.size());
+  (void)n;
+}
+
+void PtyRun::resize(unsigned short rows, unsigned short cols) {
+  winsize ws{};
+  ws.ws_row = rows;
+  ws.ws_col = cols;
+  ::ioctl(master_, TIOCSWINSZ, &ws);
+}
+
+int PtyRun::wait(int timeout_s) {
+  timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      pid_ = -1;
+      while (drain(0) && master_ >= 0) {
+        pollfd p{master_, POLLIN, 0};
+        if (::poll(&p, 1, 0) <= 0) break;
+      }
+      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec - start.tv_sec > timeout_s) return -1;
+    drain(100);  // keep the terminal drained, or the program may block writing
+  }
+}
+
+bool PtyRun::modes_restored() const {
+  termios now;
+  if (!before_ || ::tcgetattr(slave_, &now) < 0) return false;
+  return now.c_iflag == before_->tio.c_iflag && now.c_oflag == before_->tio.c_oflag &&
+         now.c_lflag == before_->tio.c_lflag && now.c_cflag == before_->tio.c_cflag;
 }
 
 std::string sha256_hex(const std::string& data) { return digest_hex(sha256(data)); }

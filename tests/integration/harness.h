@@ -18,9 +18,13 @@ struct RunOptions {
   std::string stdin_data;
   bool stdin_open = false;  // give the child a pipe (with stdin_data) instead of /dev/null
   int timeout_s = 600;
-  std::vector<std::string> env;  // extra KEY=VALUE
-  // Send kill_signal to the process once its stdout contains this text.
+  std::vector<std::string> env;  // applied in order: KEY=VALUE sets, a bare KEY unsets
+  // Send kill_signal to the process once its stdout (or stderr) contains
+  // this text, then after kill_delay_ms more; with neither text set,
+  // kill_delay_ms after it started.
   std::string kill_after_output;
+  std::string kill_after_stderr;
+  int kill_delay_ms = 0;
   int kill_signal = 0;
 };
 
@@ -29,6 +33,39 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts = {})
 // `spore-vm run [extra...] -- cmd...`
 RunResult vm_run(const std::vector<std::string>& cmd, const std::vector<std::string>& extra = {},
                  const RunOptions& opts = {});
+
+// A program run on a pseudo-terminal, as from an interactive shell: the pty
+// is its controlling terminal and its process group is in the foreground.
+class PtyRun {
+ public:
+  PtyRun(const std::vector<std::string>& argv, const std::vector<std::string>& env, unsigned short rows,
+         unsigned short cols);
+  ~PtyRun();
+  PtyRun(const PtyRun&) = delete;
+  PtyRun& operator=(const PtyRun&) = delete;
+
+  // Reads from the terminal until its output contains text (true), or
+  // timeout_s pass or the terminal closes (false).
+  bool read_until(const std::string& text, int timeout_s);
+  void write(const std::string& bytes);
+  // Resizes the terminal (the kernel sends SIGWINCH to the foreground group).
+  void resize(unsigned short rows, unsigned short cols);
+  // Waits for the program (timeout: killed, -1); then reads what is left.
+  int wait(int timeout_s);
+  // Everything the program wrote to the terminal so far.
+  const std::string& output() const { return out_; }
+  // The terminal's modes before the program ran, and now.
+  bool modes_restored() const;
+
+ private:
+  // Reads what the terminal has within wait_ms; false once it is closed.
+  bool drain(int wait_ms);
+  int master_ = -1, slave_ = -1;
+  int pid_ = -1;
+  std::string out_;
+  struct Modes;
+  Modes* before_ = nullptr;
+};
 
 std::string sha256_hex(const std::string& data);
 std::string sha256_file(const std::string& path);

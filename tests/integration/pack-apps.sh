@@ -58,7 +58,11 @@ p docker-archive:"$work/demo.tar" -o "$dest/dockerapp"
 p dir:"$SPORE_OUT/demo/rootfs" -o "$dest/dirapp" --warm 'echo warmed > /tmp/warm-marker' \
   -e FROM_FLAG=yes -w /home --entrypoint /bin/sh
 
-# 5. A registry on 127.0.0.1, pushed with skopeo.
+# 5. The demo again, packed under a name of its own (--name): its messages
+#    use that name whatever the stub is called.
+p oci:"$oci" -o "$dest/namedapp" --name my-tool
+
+# 6. A registry on 127.0.0.1, pushed with skopeo.
 port=$(( 20000 + RANDOM % 20000 ))
 cat > "$work/registry.yml" <<EOF
 version: 0.1

@@ -84,7 +84,7 @@ int run_command(vmm::Machine& m, const proto::ExecRequest& req, const ExecOption
   io.interrupt_fd = interrupt_fd;
   io.cancel_fd = m.exit_fd();
   int64_t t0 = mono_ns();
-  auto conn = m.vsock().connect_wait(proto::kAgentPort, 30'000);
+  auto conn = m.vsock().connect_wait(proto::kAgentPort, vmm::kAgentConnectTimeoutMs);
   LOG_INFO("vsock connect to the agent took %.1f ms", (mono_ns() - t0) / 1e6);
   Result<agent::ExecOutcome> outcome =
       conn.ok() ? agent::run_exec_attached(conn->get(), req, io, o.interactive, o.tty)
@@ -92,8 +92,7 @@ int run_command(vmm::Machine& m, const proto::ExecRequest& req, const ExecOption
   if (first_output_ns) *first_output_ns = outcome.ok() ? outcome->first_output_ns : 0;
   if (outcome.ok() && outcome->interrupted) return kStatusInterrupted;
   int status = agent::session_exit_status(outcome, "spore-vm", o.timeout);
-  std::string tail = outcome.ok() ? std::string() : console.tail(20);
-  if (!tail.empty() && !o.console) std::fprintf(stderr, "spore-vm: last guest console output:\n%s\n", tail.c_str());
+  if (!outcome.ok() && !o.console) std::fputs(console.report_tail(20).c_str(), stderr);
   return status;
 }
 

@@ -79,11 +79,10 @@ int cmd_run(const RunOptions& o) {
   auto hello = (*ready)->wait(static_cast<int>(*bt), sigfd.get());
   int64_t t_ready = mono_ns();
   if (!hello.ok()) {
-    std::string tail = console.tail(20);
+    std::string tail = console.report_tail(20);
     m.stop();
     std::fprintf(stderr, "spore-vm: %s\n", hello.error().message.c_str());
-    if (!tail.empty() && !o.exec.console)
-      std::fprintf(stderr, "spore-vm: last guest console output:\n%s\n", tail.c_str());
+    if (!o.exec.console) std::fputs(tail.c_str(), stderr);
     return hello.error().message.find("interrupted") != std::string::npos ? 130 : exit_code_for(hello.error());
   }
 
