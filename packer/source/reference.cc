@@ -1,7 +1,5 @@
 #include "packer/source/reference.h"
 
-#include <regex>
-
 #include "base/strings.h"
 
 namespace spore::pack {
@@ -9,15 +7,34 @@ namespace {
 
 constexpr std::string_view kDockerHub = "docker.io";
 
-// docker's grammar for one repository path component and for tags.
-bool valid_component(const std::string& c) {
-  static const std::regex re("[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*");
-  return std::regex_match(c, re);
+bool is_alnum_lower(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+
+// docker's grammar for one repository path component,
+//   [a-z0-9]+ ( ( "." | "_" | "__" | "-"+ ) [a-z0-9]+ )*
+// checked in one pass: references also come from untrusted annotations and
+// archive tags, and a backtracking matcher takes exponential time on them.
+bool valid_component(std::string_view c) {
+  size_t i = 0;
+  for (;;) {
+    size_t run = i;
+    while (i < c.size() && is_alnum_lower(c[i])) i++;
+    if (i == run) return false;  // empty, or a separator where a letter or digit must be
+    if (i == c.size()) return true;
+    size_t sep = i;
+    while (i < c.size() && !is_alnum_lower(c[i])) i++;
+    std::string_view s = c.substr(sep, i - sep);
+    bool dashes = s.find_first_not_of('-') == std::string_view::npos;
+    if (!(s == "." || s == "_" || s == "__" || dashes)) return false;
+  }
 }
 
-bool valid_tag(const std::string& t) {
-  static const std::regex re("[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}");
-  return std::regex_match(t, re);
+// [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
+bool valid_tag(std::string_view t) {
+  auto word = [](char c) { return is_alnum_lower(c) || (c >= 'A' && c <= 'Z') || c == '_'; };
+  if (t.empty() || t.size() > 128 || !word(t[0])) return false;
+  for (char c : t.substr(1))
+    if (!word(c) && c != '.' && c != '-') return false;
+  return true;
 }
 
 bool looks_like_domain(std::string_view first) {

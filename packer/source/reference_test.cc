@@ -1,6 +1,12 @@
 #include "packer/source/reference.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <thread>
 
 #include "packer/source/manifest.h"
 #include "packer/source/registry.h"
@@ -89,6 +95,47 @@ TEST_CASE("malformed references are usage errors", "[pack][reference]") {
   CHECK(parse_reference("a__b/c-d--e.f_g").ok());
   CHECK(is_sha256_digest(kDigest));
   CHECK_FALSE(is_sha256_digest("sha256:" + std::string(64, 'A')));
+}
+
+TEST_CASE("hostile references are refused in linear time", "[pack][reference]") {
+  // References also come from OCI annotations and docker-archive RepoTags.
+  // A backtracking matcher needs 2^n steps for these (28 letters took 18 s,
+  // 40 would take hours) or overflows its stack on long ones. Parsed in a
+  // child with a generous deadline: a linear parser needs milliseconds for
+  // all of them together, so the deadline never decides a correct run.
+  std::vector<std::string> hostile;
+  for (size_t n : {28, 40, 64, 4096, 1 << 20}) {
+    hostile.push_back(std::string(n, 'a') + "!");
+    hostile.push_back("ghcr.io/" + std::string(n, 'a') + "!");
+    hostile.push_back("x/" + std::string(n, 'a') + "-" + std::string(n, 'a') + "A");
+    std::string seps;
+    for (size_t i = 0; i < n / 2; i++) seps += i % 3 ? "a-" : "a_";
+    hostile.push_back(seps + "!");
+    hostile.push_back("alpine:" + std::string(n, 'a') + "!");
+  }
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    for (const auto& h : hostile)
+      if (parse_reference(h).ok()) ::_exit(1);  // every one of them is malformed
+    // Long but well-formed: accepted (the 255-byte repository limit aside).
+    if (!parse_reference("a" + std::string(200, '-') + "b/" + std::string(50, 'c') + ":" + std::string(128, 't')).ok())
+      ::_exit(2);
+    ::_exit(0);
+  }
+  int status = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      FAIL("parsing hostile references did not finish within 120 s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  INFO("child status " << status);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
 
 TEST_CASE("platforms match with arm64's v8 variant optional", "[pack][reference]") {
