@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "packer/tree.h"
 
 namespace spore::pack {
 
@@ -64,6 +65,7 @@ struct SourceOptions {
   bool insecure = false;                  // plain HTTP to the registry (localhost testing)
   std::string blob_cache;                 // where fetched blobs are kept, by digest
   std::string work_dir;                   // scratch space (e.g. unpacked docker archives)
+  Limits limits;                          // what an untrusted archive may unpack to
 };
 
 // IMAGE forms: "name[:tag]", "host[:port]/name[:tag]", "name@sha256:<hex>"

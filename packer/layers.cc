@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <set>
 #include <unordered_map>
 
 #include "base/fd.h"
@@ -56,20 +57,25 @@ class Applier {
     LOG_INFO("layer %u: skipping %.*s: %s", layer_, static_cast<int>(path.size()), path.data(), reason);
   }
 
-  // The directory that will hold path (created where missing), or nullptr
-  // after counting a skip.
-  std::shared_ptr<Node> parent(const std::string& path, std::string* name) {
-    auto dir = tree_.parent_of(path, name, layer_);
-    if (!dir) skip(path, kSkipParent);
+  // The directory that will hold path (created where missing): nullptr
+  // after counting a skip, an error past the depth limit.
+  Result<std::shared_ptr<Node>> parent(const std::string& path, std::string* name) {
+    size_t depth = 0;
+    auto dir = tree_.parent_of(path, name, layer_, &depth);
+    if (!dir) {
+      skip(path, kSkipParent);
+      return std::shared_ptr<Node>();
+    }
+    SPORE_TRY(tree_.check_depth(depth + 1, path));
     return dir;
   }
 
   // Puts node at parent/name. A directory over a directory only takes the
   // new metadata (the lower children stay); anything else replaces what was
   // there, whole subtrees included.
-  void place(Node& parent, const std::string& name, std::shared_ptr<Node> node) {
-    auto it = parent.children.find(name);
-    if (it != parent.children.end() && it->second->kind == Node::Kind::kDir && node->kind == Node::Kind::kDir) {
+  void place(const std::shared_ptr<Node>& parent, const std::string& name, std::shared_ptr<Node> node) {
+    auto it = parent->children.find(name);
+    if (it != parent->children.end() && it->second->kind == Node::Kind::kDir && node->kind == Node::Kind::kDir) {
       Node& d = *it->second;
       d.mode = node->mode;
       d.uid = node->uid;
@@ -82,20 +88,20 @@ class Applier {
       d.layer = layer_;
       return;
     }
-    parent.children[name] = std::move(node);
+    // A hard link to a lower layer's file is a name this layer added,
+    // though the node (shared with the target) is older.
+    if (node->layer != layer_) linked_[parent].insert(name);
+    parent->children[name] = std::move(node);
   }
 
   // ".wh.NAME" / ".wh..wh..opq" in dir. Returns false if base is not a whiteout.
-  bool whiteout(const std::string& path, const std::string& base) {
+  Result<bool> whiteout(const std::string& path, const std::string& base) {
     if (!starts_with(base, kWhiteoutPrefix)) return false;
     std::string name;
-    auto dir = tree_.parent_of(path, &name, layer_);
-    if (!dir) {
-      skip(path, kSkipParent);
-      return true;
-    }
+    SPORE_ASSIGN_OR_RETURN(std::shared_ptr<Node> dir, parent(path, &name));
+    if (!dir) return true;
     if (base == kOpaqueMarker) {
-      make_opaque(*dir);
+      prune_lower(dir);
       stats_.whiteouts++;
       return true;
     }
@@ -105,30 +111,66 @@ class Applier {
       skip(path, kSkipBadWhiteout);
       return true;
     }
-    // Whiteouts hide lower layers only; what this layer added stays.
+    // Whiteouts hide lower layers only (OCI): what this layer put at
+    // victim, or below it, stays, whichever order the entries came in.
     auto it = dir->children.find(victim);
-    if (it != dir->children.end() && it->second->layer < layer_) dir->children.erase(it);
+    if (it != dir->children.end()) {
+      std::shared_ptr<Node> c = it->second;
+      if (c->kind == Node::Kind::kDir) prune_lower(c);
+      if (!added_here(dir, victim, *c) && c->children.empty()) dir->children.erase(victim);
+    }
     stats_.whiteouts++;
     return true;
   }
 
  private:
-  void make_opaque(Node& dir) {
-    for (auto it = dir.children.begin(); it != dir.children.end();) {
-      Node& c = *it->second;
-      if (c.layer < layer_) {
-        it = dir.children.erase(it);
+  bool added_here(const std::shared_ptr<Node>& parent, const std::string& name, const Node& n) const {
+    if (n.layer == layer_) return true;
+    auto it = linked_.find(parent);
+    return it != linked_.end() && it->second.count(name);
+  }
+
+  // Removes what lower layers put below top, keeping this layer's entries
+  // and the lower directories that lead to them. Iterative: the depth of
+  // the tree is the image's choice, not the stack's.
+  void prune_lower(const std::shared_ptr<Node>& top) {
+    struct Frame {
+      std::shared_ptr<Node> dir;
+      std::map<std::string, std::shared_ptr<Node>>::iterator it;
+    };
+    std::vector<Frame> stack;
+    stack.push_back({top, top->children.begin()});
+    while (!stack.empty()) {
+      if (stack.back().it == stack.back().dir->children.end()) {
+        stack.pop_back();
+        if (stack.empty()) break;
+        // The child just finished: a lower directory left empty goes.
+        Frame& up = stack.back();
+        if (!added_here(up.dir, up.it->first, *up.it->second) && up.it->second->children.empty())
+          up.it = up.dir->children.erase(up.it);
+        else
+          ++up.it;
         continue;
       }
-      // A directory of this layer hides the lower one's content too.
-      if (c.kind == Node::Kind::kDir) make_opaque(c);
-      ++it;
+      Frame& f = stack.back();
+      std::shared_ptr<Node> c = f.it->second;
+      if (c->kind == Node::Kind::kDir) {
+        stack.push_back({c, c->children.begin()});
+        continue;
+      }
+      if (added_here(f.dir, f.it->first, *c))
+        ++f.it;
+      else
+        f.it = f.dir->children.erase(f.it);
     }
   }
 
   Tree& tree_;
   uint32_t layer_;
   LayerStats& stats_;
+  // Names this layer added as hard links to older nodes, per directory
+  // (held, so a freed directory's address is never mistaken for another's).
+  std::map<std::shared_ptr<Node>, std::set<std::string>> linked_;
 };
 
 std::string base_name(const std::string& path) {
@@ -179,6 +221,8 @@ struct Decompressed {
   Sha256 sha;
   bool hash = false;
   bool eof = false;
+  Tree* tree = nullptr;  // counts what comes out against the limits
+  Status limit;          // set when the stream went past them
 
   static la_ssize_t read(archive* tar, void* self, const void** out) {
     auto* d = static_cast<Decompressed*>(self);
@@ -198,6 +242,13 @@ struct Decompressed {
         return -1;
       }
       if (len == 0) continue;
+      if (d->tree) {
+        if (auto st = d->tree->count_stream(len); !st.ok()) {
+          d->limit = std::move(st);
+          archive_set_error(tar, EFBIG, "%s", d->limit.error().message.c_str());
+          return -1;
+        }
+      }
       if (d->hash) d->sha.update(buf, len);
       *out = buf;
       return static_cast<la_ssize_t>(len);
@@ -207,9 +258,12 @@ struct Decompressed {
 
 // Streams the entry's data into the spool; holes of sparse entries become zeros.
 Status copy_data(archive* a, Tree& tree, Node& node, int64_t declared, const std::string& blob, uint32_t layer,
-                 const std::string& path, LayerStats& stats) {
+                 const std::string& path, LayerStats& stats, const Status& limit) {
   static const std::vector<uint8_t> kZeros(1 << 16);
   node.data_offset = tree.spool().size();
+  // A sparse entry declares its size up front: one that cannot fit is
+  // refused before a byte of it is written.
+  if (declared > 0) SPORE_TRY(tree.spool().check_room(static_cast<uint64_t>(declared)));
   uint64_t written = 0;
   auto pad_to = [&](uint64_t end) -> Status {
     while (written < end) {
@@ -225,9 +279,10 @@ Status copy_data(archive* a, Tree& tree, Node& node, int64_t declared, const std
     la_int64_t off = 0;
     int r = archive_read_data_block(a, &buf, &len, &off);
     if (r == ARCHIVE_EOF) break;
-    if (r < ARCHIVE_WARN) return archive_failure(blob, layer, "reading " + path, a);
+    if (r < ARCHIVE_WARN) return limit.ok() ? archive_failure(blob, layer, "reading " + path, a) : limit.error();
     if (off < 0 || static_cast<uint64_t>(off) < written)
       return make_error(ErrorKind::kCorrupt, strfmt("layer %u: %s: data blocks out of order", layer, path.c_str()));
+    SPORE_TRY(tree.spool().check_room(static_cast<uint64_t>(off) - written));
     SPORE_TRY(pad_to(static_cast<uint64_t>(off)));
     if (len) SPORE_TRY(tree.spool().append(buf, len));
     written += len;
@@ -261,6 +316,12 @@ Status apply_layer(Tree& tree, const std::string& blob_path, uint32_t layer, Lay
   d.a.reset(archive_read_new());
   if (!d.a) return make_error(ErrorKind::kInternal, "archive_read_new failed");
   d.hash = !diff_id.empty();
+  d.tree = &tree;
+  // A failure of the tar reader may be a limit the stream went past.
+  auto failure = [&](const std::string& what, archive* arc) -> Error {
+    if (!d.limit.ok()) return d.limit.error();
+    return archive_failure(blob_path, layer, what, arc);
+  };
   archive_read_support_filter_gzip(d.a.get());
   archive_read_support_filter_zstd(d.a.get());
   archive_read_support_filter_xz(d.a.get());
@@ -289,12 +350,13 @@ Status apply_layer(Tree& tree, const std::string& blob_path, uint32_t layer, Lay
     archive_entry* e = nullptr;
     int r = archive_read_next_header(a.get(), &e);
     if (r == ARCHIVE_EOF) break;
-    if (r < ARCHIVE_WARN) return archive_failure(blob_path, layer, "reading the next entry", a.get());
+    if (r < ARCHIVE_WARN) return failure("reading the next entry", a.get());
     if (r == ARCHIVE_WARN) {
       const char* msg = archive_error_string(a.get());
       LOG_INFO("layer %u: %s", layer, msg ? msg : "warning");
     }
     st.entries++;
+    SPORE_TRY(tree.count_entry());
 
     const char* raw = archive_entry_pathname(e);
     if (!raw) raw = archive_entry_pathname_utf8(e);
@@ -302,6 +364,7 @@ Status apply_layer(Tree& tree, const std::string& blob_path, uint32_t layer, Lay
       ap.skip("?", kSkipNoName);
       continue;
     }
+    SPORE_TRY(tree.check_path_length("the name", raw));
     auto norm = normalize_path(raw);
     if (!norm.ok()) {
       ap.skip(raw, kSkipDotDot);
@@ -309,7 +372,10 @@ Status apply_layer(Tree& tree, const std::string& blob_path, uint32_t layer, Lay
     }
     const std::string& path = *norm;
     std::string base = base_name(path);
-    if (!path.empty() && ap.whiteout(path, base)) continue;
+    if (!path.empty()) {
+      SPORE_ASSIGN_OR_RETURN(bool was_whiteout, ap.whiteout(path, base));
+      if (was_whiteout) continue;
+    }
 
     auto node = std::make_shared<Node>();
     node->mode = archive_entry_perm(e) & 07777;
@@ -330,6 +396,7 @@ Status apply_layer(Tree& tree, const std::string& blob_path, uint32_t layer, Lay
     }
 
     if (const char* link = archive_entry_hardlink(e)) {
+      SPORE_TRY(tree.check_path_length("the hard-link target of " + path, link));
       auto target_path = normalize_path(link);
       if (!target_path.ok()) {
         ap.skip(path, kSkipLinkDotDot);
@@ -345,9 +412,9 @@ Status apply_layer(Tree& tree, const std::string& blob_path, uint32_t layer, Lay
         continue;
       }
       std::string name;
-      auto dir = ap.parent(path, &name);
+      SPORE_ASSIGN_OR_RETURN(auto dir, ap.parent(path, &name));
       if (!dir) continue;
-      ap.place(*dir, name, target);
+      ap.place(dir, name, target);
       st.hardlinks++;
       continue;
     }
@@ -380,16 +447,17 @@ Status apply_layer(Tree& tree, const std::string& blob_path, uint32_t layer, Lay
     }
 
     std::string name;
-    auto dir = ap.parent(path, &name);
+    SPORE_ASSIGN_OR_RETURN(auto dir, ap.parent(path, &name));
     if (!dir) continue;
     if (node->kind == Node::Kind::kSymlink) {
       const char* target = archive_entry_symlink(e);
       node->target = target ? target : "";
+      SPORE_TRY(tree.check_path_length("the symlink target of " + path, node->target));
     } else if (node->kind == Node::Kind::kFile) {
       SPORE_TRY(copy_data(a.get(), tree, *node, archive_entry_size_is_set(e) ? archive_entry_size(e) : 0, blob_path,
-                          layer, path, st));
+                          layer, path, st, d.limit));
     }
-    ap.place(*dir, name, std::move(node));
+    ap.place(dir, name, std::move(node));
   }
   if (d.hash) {
     // The tar reader stops at the end-of-archive blocks; the diff_id covers
@@ -397,7 +465,7 @@ Status apply_layer(Tree& tree, const std::string& blob_path, uint32_t layer, Lay
     while (!d.eof) {
       const void* buf = nullptr;
       la_ssize_t n = Decompressed::read(a.get(), &d, &buf);
-      if (n < 0) return archive_failure(blob_path, layer, "decompressing", a.get());
+      if (n < 0) return failure("decompressing", a.get());
     }
     const std::string got = "sha256:" + digest_hex(d.sha.finish());
     if (got != diff_id)
@@ -427,7 +495,7 @@ class DirImporter {
     Node& root = ap_.tree().root();
     set_meta(root, st);
     SPORE_TRY(read_xattrs(root, dir.get(), ""));
-    return walk(dir.get(), root, "");
+    return walk(dir.get(), root, "", 0);
   }
 
  private:
@@ -473,8 +541,11 @@ class DirImporter {
     return ok_status();
   }
 
-  Status copy_file(int fd, Node& n, const std::string& rel) {
+  Status copy_file(int fd, Node& n, const std::string& rel, uint64_t declared) {
     Tree& tree = ap_.tree();
+    // As for sparse tar entries: a file that cannot fit (a sparse terabyte)
+    // is refused before any of it is copied.
+    SPORE_TRY(tree.spool().check_room(declared));
     n.data_offset = tree.spool().size();
     std::vector<uint8_t> buf(1 << 16);
     uint64_t total = 0;
@@ -491,7 +562,8 @@ class DirImporter {
     return ok_status();
   }
 
-  Status walk(int dirfd, Node& dir, const std::string& rel) {
+  // Recursive, one open directory per level: bounded by --max-path-depth.
+  Status walk(int dirfd, Node& dir, const std::string& rel, size_t depth) {
     int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0) return errno_error("dup");
     std::unique_ptr<DIR, int (*)(DIR*)> d(::fdopendir(dup), ::closedir);
@@ -510,6 +582,10 @@ class DirImporter {
       if (name == "." || name == "..") continue;
       std::string child_rel = rel.empty() ? name : rel + "/" + name;
       stats_.entries++;
+      Tree& tree = ap_.tree();
+      SPORE_TRY(tree.count_entry());
+      SPORE_TRY(tree.check_path_length("the name", child_rel));
+      SPORE_TRY(tree.check_depth(depth + 1, child_rel));
       struct stat st;
       if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0)
         return errno_error("stat " + root_ + "/" + child_rel);
@@ -532,10 +608,10 @@ class DirImporter {
         SPORE_TRY(read_xattrs(*node, f.get(), child_rel));
         if (S_ISDIR(st.st_mode)) {
           node->kind = Node::Kind::kDir;
-          SPORE_TRY(walk(f.get(), *node, child_rel));
+          SPORE_TRY(walk(f.get(), *node, child_rel, depth + 1));
         } else {
           node->kind = Node::Kind::kFile;
-          SPORE_TRY(copy_file(f.get(), *node, child_rel));
+          SPORE_TRY(copy_file(f.get(), *node, child_rel, static_cast<uint64_t>(st.st_size)));
           if (st.st_nlink > 1) links_[{st.st_dev, st.st_ino}] = node;
         }
       } else if (S_ISLNK(st.st_mode)) {
@@ -544,6 +620,7 @@ class DirImporter {
         ssize_t n = ::readlinkat(dirfd, name.c_str(), target.data(), target.size());
         if (n < 0) return errno_error("reading the link " + root_ + "/" + child_rel);
         target.resize(static_cast<size_t>(n));
+        SPORE_TRY(tree.check_path_length("the symlink target of " + child_rel, target));
         node->target = std::move(target);
         SPORE_TRY(read_xattrs(*node, -1, child_rel));
       } else if (S_ISFIFO(st.st_mode)) {

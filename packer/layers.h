@@ -12,7 +12,9 @@
 //     devtmpfs), as are sockets (they mean nothing in a file);
 //   - hard links to a missing target or to a directory are skipped.
 // Every skip is counted by reason in LayerStats and logged (details at info,
-// one summary per layer at warning). A corrupt or truncated archive is an error.
+// one summary per layer at warning). A corrupt or truncated archive is an
+// error, and so is going past the tree's Limits (bytes, entries, depth,
+// path length): the pack stops there, before the disk fills.
 #pragma once
 
 #include <cstdint>
@@ -38,8 +40,10 @@ struct LayerStats {
 
 // Applies one layer (1-based index, bottom first) on top of the tree. The
 // compression (none, gzip, zstd, xz, bzip2) is sniffed, not taken from the
-// media type. `.wh.NAME` removes NAME from lower layers; `.wh..wh..opq`
-// empties its directory of lower-layer entries, keeping what this layer adds.
+// media type. Whiteouts hide lower layers only (OCI), whatever the order of
+// the entries: `.wh.NAME` removes what lower layers put at NAME and below
+// it, `.wh..wh..opq` what they put below its directory; entries this layer
+// adds there (hard links to older files included) stay.
 // With diff_id ("sha256:<hex>"), the uncompressed stream must hash to it
 // (an OCI config's rootfs.diff_ids): a mismatch is an error.
 Status apply_layer(Tree& tree, const std::string& blob_path, uint32_t layer_index, LayerStats* stats = nullptr,

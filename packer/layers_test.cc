@@ -32,6 +32,28 @@ std::string content(const Tree& t, const std::string& path) {
   return s;
 }
 
+std::string slurp_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// Data compressed as one stream (as a layer blob is).
+void write_compressed(const std::string& path, const std::string& data, Compression c) {
+  archive* a = archive_write_new();
+  archive_write_set_format_raw(a);
+  if (c == Compression::kGzip) archive_write_add_filter_gzip(a);
+  if (c == Compression::kZstd) archive_write_add_filter_zstd(a);
+  REQUIRE(archive_write_open_filename(a, path.c_str()) == ARCHIVE_OK);
+  archive_entry* e = archive_entry_new();
+  archive_entry_set_filetype(e, AE_IFREG);
+  archive_entry_set_pathname(e, "raw");
+  REQUIRE(archive_write_header(a, e) == ARCHIVE_OK);
+  archive_entry_free(e);
+  REQUIRE(archive_write_data(a, data.data(), data.size()) == static_cast<la_ssize_t>(data.size()));
+  REQUIRE(archive_write_close(a) == ARCHIVE_OK);
+  archive_write_free(a);
+}
+
 std::vector<std::string> names(const Tree& t, const std::string& dir) {
   auto n = dir.empty() ? t.root_ptr() : t.lookup(dir);
   REQUIRE(n);
@@ -148,6 +170,47 @@ TEST_CASE("an opaque directory drops lower children and keeps this layer's", "[p
   }
   apply(t, tmp / "3", 3);
   CHECK(names(t, "") == std::vector<std::string>{"only"});
+}
+
+TEST_CASE("a whiteout never hides what its own layer added", "[pack][layers]") {
+  // OCI: whiteouts apply to lower layers only. Entries this layer put at or
+  // below the whited-out name stay, whichever order the tar has them in.
+  TempDir tmp;
+  {
+    TarWriter w(tmp / "1");
+    w.file("lower/file", "L");
+    w.file("d/old", "o");
+    w.file("d/sub/old", "o");
+    w.file("e/sub/old", "o");
+    w.file("gone/x", "x");
+  }
+  {
+    TarWriter w(tmp / "2");
+    // A hard link this layer adds to a lower file, then an opaque marker
+    // and a whiteout of its own name in the same layer.
+    w.hardlink("h/link", "lower/file");
+    w.opaque("h");
+    w.hardlink("h2/link", "lower/file");
+    w.whiteout("h2", "link");
+    // New entries inside lower directories (no directory entry of their
+    // own), then the directory whited out or made opaque.
+    w.file("d/new", "n");
+    w.whiteout("", "d");
+    w.file("e/sub/new", "n");
+    w.opaque("e");
+    w.whiteout("", "gone");
+  }
+  Tree t = make_tree();
+  apply(t, tmp / "1", 1);
+  apply(t, tmp / "2", 2);
+  CHECK(t.lookup("h/link") == t.lookup("lower/file"));
+  CHECK(t.lookup("h2/link") == t.lookup("lower/file"));
+  CHECK(names(t, "d") == std::vector<std::string>{"new"});  // the lower entries went, this layer's stayed
+  CHECK(content(t, "d/new") == "n");
+  CHECK(names(t, "e") == std::vector<std::string>{"sub"});
+  CHECK(names(t, "e/sub") == std::vector<std::string>{"new"});
+  CHECK_FALSE(t.lookup("gone"));
+  CHECK(content(t, "lower/file") == "L");
 }
 
 TEST_CASE("hard links share the node, also across layers", "[pack][layers]") {
@@ -410,4 +473,162 @@ TEST_CASE("import_dir reads a host directory with the same rules", "[pack][layer
   CHECK(st.hardlinks == 1);
   CHECK(st.bytes == 4);
   CHECK_FALSE(import_dir(t, tmp / "nope").ok());
+}
+
+namespace {
+
+Tree limited_tree(const Limits& l) { return Tree(std::move(*Spool::create("/tmp")), l); }
+
+Error apply_err(Tree& t, const std::string& path, uint32_t layer = 1) {
+  auto s = apply_layer(t, path, layer);
+  REQUIRE_FALSE(s.ok());
+  INFO(s.error().message);
+  CHECK(s.error().kind == ErrorKind::kCorrupt);  // exit 65
+  CHECK(s.error().message.find('\n') == std::string::npos);
+  return s.error();
+}
+
+}  // namespace
+
+TEST_CASE("a sparse entry declaring a terabyte is refused before a byte is written", "[pack][layers][limits]") {
+  TempDir tmp;
+  {
+    TarWriter w(tmp / "layer", Compression::kGzip);
+    w.file("ok", "fine");
+    w.sparse_file("huge", uint64_t{1} << 40, "data");
+  }
+  Tree t = make_tree();  // the default limits
+  Error e = apply_err(t, tmp / "layer");
+  CHECK_THAT(e.message, Catch::Contains("--max-image-size"));
+  CHECK_THAT(e.message, Catch::Contains("32 GiB"));
+  CHECK(t.spool().size() < 4096);
+
+  // Below the limit a sparse entry is fine: its holes become zeros.
+  {
+    TarWriter w(tmp / "small", Compression::kZstd);
+    w.sparse_file("sparse", 1 << 20, "head");
+  }
+  Tree t2 = make_tree();
+  apply(t2, tmp / "small", 1);
+  std::string c = content(t2, "sparse");
+  CHECK(c.size() == 1 << 20);
+  CHECK(c.substr(0, 4) == "head");
+  CHECK(c.find_first_not_of('\0', 4) == std::string::npos);
+}
+
+TEST_CASE("compression bombs stop at the size limit", "[pack][layers][limits]") {
+  TempDir tmp;
+  constexpr uint64_t kBomb = 64ull << 20;
+  auto zeros = [](uint64_t, std::string* chunk) { chunk->assign(1 << 20, '\0'); };
+  Limits l;
+  l.max_bytes = 8 << 20;
+  for (auto c : {Compression::kGzip, Compression::kZstd}) {
+    INFO("compression " << static_cast<int>(c));
+    {
+      TarWriter w(tmp / "bomb", c);
+      w.big_file("zeros", kBomb, zeros);
+    }
+    CHECK(std::filesystem::file_size(tmp / "bomb") < kBomb / 100);
+    Tree t = limited_tree(l);
+    Error e = apply_err(t, tmp / "bomb");
+    CHECK_THAT(e.message, Catch::Contains("--max-image-size"));
+    CHECK_THAT(e.message, Catch::Contains("8 MiB"));
+    CHECK(t.spool().size() <= l.max_bytes);  // the disk never got more
+
+    // Zeros after the end-of-archive blocks are still decompressed (the
+    // diff_id covers them) and count as well, though nothing is stored.
+    std::filesystem::remove(tmp / "bomb");
+    {
+      TarWriter w(tmp / "small.tar");
+      w.file("a", "a");
+    }
+    std::string tail = slurp_file(tmp / "small.tar") + std::string(16 << 20, '\0');
+    write_compressed(tmp / "tail", tail, c);
+    Tree t2 = limited_tree(l);
+    auto s = apply_layer(t2, tmp / "tail", 1, nullptr, "sha256:" + digest_hex(sha256(tail)));
+    REQUIRE_FALSE(s.ok());
+    CHECK_THAT(s.error().message, Catch::Contains("--max-image-size"));
+  }
+}
+
+TEST_CASE("entries, depth and path length are capped", "[pack][layers][limits]") {
+  TempDir tmp;
+  Limits l;
+  l.max_entries = 100;
+  l.max_depth = 8;
+  l.max_path_length = 100;
+
+  SECTION("entries, counted over all layers") {
+    {
+      TarWriter w(tmp / "1");
+      for (int i = 0; i < 60; i++) w.file("f" + std::to_string(i), "");
+    }
+    Tree t = limited_tree(l);
+    apply(t, tmp / "1", 1);
+    CHECK_THAT(apply_err(t, tmp / "1", 2).message, Catch::Contains("more than 100 entries"));
+  }
+  SECTION("depth, as written") {
+    {
+      TarWriter w(tmp / "1");
+      w.file("1/2/3/4/5/6/7/eight", "");  // depth 8: allowed
+      w.file("1/2/3/4/5/6/7/8/nine", "");
+    }
+    Tree t = limited_tree(l);
+    CHECK_THAT(apply_err(t, tmp / "1").message, Catch::Contains("--max-path-depth"));
+    CHECK(t.lookup("1/2/3/4/5/6/7/eight"));
+  }
+  SECTION("depth, where symlinks lead") {
+    {
+      TarWriter w(tmp / "1");
+      w.dir("1/2/3/4/5/6/");
+      w.symlink("deep", "1/2/3/4/5/6");
+      w.file("deep/x/y", "");  // lands at 1/2/3/4/5/6/x/y: depth 8
+      w.file("deep/x/y2/z", "");
+    }
+    Tree t = limited_tree(l);
+    CHECK_THAT(apply_err(t, tmp / "1").message, Catch::Contains("--max-path-depth"));
+  }
+  SECTION("names and link targets") {
+    {
+      TarWriter w(tmp / "1");
+      w.file(std::string(101, 'n'), "");
+    }
+    {
+      TarWriter w(tmp / "2");
+      w.symlink("l", std::string(101, 't'));
+    }
+    {
+      TarWriter w(tmp / "3");
+      w.file("a", "");
+      w.hardlink("b", "./" + std::string(99, '/') + "a");
+    }
+    for (const char* layer : {"1", "2", "3"}) {
+      Tree t = limited_tree(l);
+      CHECK_THAT(apply_err(t, tmp / layer).message, Catch::Contains("--max-path-length"));
+    }
+  }
+  SECTION("a host directory") {
+    std::string dir = tmp / "root/1/2/3/4/5/6/7/8/9";  // depth 9
+    std::filesystem::create_directories(dir);
+    Tree t = limited_tree(l);
+    auto s = import_dir(t, tmp / "root");
+    REQUIRE_FALSE(s.ok());
+    CHECK_THAT(s.error().message, Catch::Contains("--max-path-depth"));
+    // A sparse terabyte on the host is refused before it is copied.
+    std::filesystem::remove_all(tmp / "root/1");
+    std::ofstream(tmp / "root/huge").close();
+    std::filesystem::resize_file(tmp / "root/huge", uint64_t{1} << 40);
+    Tree t1 = make_tree();
+    s = import_dir(t1, tmp / "root");
+    REQUIRE_FALSE(s.ok());
+    CHECK_THAT(s.error().message, Catch::Contains("--max-image-size"));
+    CHECK(t1.spool().size() == 0);
+    std::filesystem::remove(tmp / "root/huge");
+    for (int i = 0; i < 120; i++) std::ofstream(tmp / ("root/f" + std::to_string(i)));
+    std::filesystem::remove_all(tmp / "root/1");
+    Tree t2 = limited_tree(l);
+    s = import_dir(t2, tmp / "root");
+    REQUIRE_FALSE(s.ok());
+    CHECK_THAT(s.error().message, Catch::Contains("--max-entries"));
+  }
 }

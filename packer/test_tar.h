@@ -74,6 +74,16 @@ class TarWriter {
       off += chunk.size();
     }
   }
+  // A sparse file (pax 1.0 sparse format): `data` at offset 0, then a hole
+  // up to `size`. Only the data is stored, whatever size it declares.
+  void sparse_file(const std::string& path, uint64_t size, const std::string& data) {
+    archive_entry* e = entry(path, AE_IFREG, {});
+    archive_entry_set_size(e, static_cast<la_int64_t>(size));
+    archive_entry_sparse_add_entry(e, 0, static_cast<la_int64_t>(data.size()));
+    REQUIRE(archive_write_header(a_, e) == ARCHIVE_OK);
+    archive_entry_free(e);
+    REQUIRE(archive_write_data(a_, data.data(), data.size()) == static_cast<la_ssize_t>(data.size()));
+  }
   void dir(const std::string& path, Meta m = {}) {
     if (m.mode == 0644) m.mode = 0755;
     write(entry(path, AE_IFDIR, m), "");

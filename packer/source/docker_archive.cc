@@ -73,7 +73,8 @@ struct ArchiveCloser {
 
 class Extractor {
  public:
-  Extractor(std::string file, std::string dest) : file_(std::move(file)), dest_(std::move(dest)) {}
+  Extractor(std::string file, std::string dest, const Limits& limits)
+      : file_(std::move(file)), dest_(std::move(dest)), limits_(limits) {}
 
   // Writes regular members under dest_ (real directories only: links are
   // resolved afterwards, lexically, so nothing can point outside).
@@ -90,6 +91,12 @@ class Extractor {
       int r = archive_read_next_header(a.get(), &e);
       if (r == ARCHIVE_EOF) break;
       if (r < ARCHIVE_WARN) return fail(a.get(), "reading");
+      // The archive is untrusted: its unpacked size and member count are
+      // capped like the layers' (a compressed archive can be a bomb).
+      if (++members_read_ > limits_.max_entries)
+        return make_error(ErrorKind::kCorrupt, strfmt("%s: more than %llu members (spore-pack --max-entries raises "
+                                                      "the limit for an archive you trust)",
+                                                      file_.c_str(), static_cast<unsigned long long>(limits_.max_entries)));
       const char* raw = archive_entry_pathname(e);
       auto path = normalize_path(raw ? raw : "");
       if (!path.ok() || path->empty()) {
@@ -181,6 +188,12 @@ class Extractor {
         head[head_len] = static_cast<const uint8_t*>(buf)[head_len - m.size];
         head_len++;
       }
+      unpacked_ += len;
+      if (unpacked_ > limits_.max_bytes)
+        return make_error(ErrorKind::kCorrupt,
+                          strfmt("%s: unpacks to more than %llu bytes (spore-pack --max-image-size raises the limit "
+                                 "for an archive you trust)",
+                                 file_.c_str(), static_cast<unsigned long long>(limits_.max_bytes)));
       SPORE_TRY(write_all(fd.get(), buf, len));
       Progress::get().advance(len);
       h.update(buf, len);
@@ -193,6 +206,8 @@ class Extractor {
   }
 
   std::string file_, dest_;
+  Limits limits_;
+  uint64_t unpacked_ = 0, members_read_ = 0;
   std::map<std::string, Member> members_;
 };
 
@@ -297,7 +312,7 @@ Result<Image> open_docker_archive(const std::string& file, const std::string& se
   struct stat st {};
   ::stat(file.c_str(), &st);
   progress.start("unpacking " + file, static_cast<uint64_t>(st.st_size));
-  Extractor ex(file, dest);
+  Extractor ex(file, dest, opts.limits);
   Status unpacked = ex.run();
   progress.finish(unpacked.ok() ? "done" : "failed");
   SPORE_TRY(unpacked);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <vector>
 
 #include "base/exit_codes.h"
 #include "base/log.h"
@@ -28,9 +29,14 @@ std::string dir_of(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-void make_root_owned(spore::pack::Node& n) {
-  n.uid = n.gid = 0;
-  for (auto& [name, child] : n.children) make_root_owned(*child);
+void make_root_owned(spore::pack::Node& root) {
+  std::vector<spore::pack::Node*> todo = {&root};
+  while (!todo.empty()) {
+    spore::pack::Node* n = todo.back();
+    todo.pop_back();
+    n->uid = n->gid = 0;
+    for (auto& [name, child] : n->children) todo.push_back(child.get());
+  }
 }
 
 }  // namespace
