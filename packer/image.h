@@ -66,6 +66,7 @@ struct SourceOptions {
   std::string blob_cache;                 // where fetched blobs are kept, by digest
   std::string work_dir;                   // scratch space (e.g. unpacked docker archives)
   Limits limits;                          // what an untrusted archive may unpack to
+  int stall_timeout_s = 60;               // a registry request that receives nothing this long fails
 };
 
 // IMAGE forms: "name[:tag]", "host[:port]/name[:tag]", "name@sha256:<hex>"

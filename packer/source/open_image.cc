@@ -15,11 +15,13 @@
 namespace spore::pack {
 namespace {
 
-// $XDG_CACHE_HOME/spore/blobs, else ~/.cache/spore/blobs.
-std::string default_blob_cache() {
+// $XDG_CACHE_HOME/spore/blobs, else ~/.cache/spore/blobs. Never a shared
+// directory (/tmp, /var/tmp): another user could plant blobs there.
+Result<std::string> default_blob_cache() {
   if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::string(xdg) + "/spore/blobs";
   if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.cache/spore/blobs";
-  return "/var/tmp/spore/blobs";
+  return make_error(ErrorKind::kUsage,
+                    "no place for the blob cache: set XDG_CACHE_HOME (or HOME) to a directory of your own");
 }
 
 Result<Image> open_dir(const std::string& path, const std::string& original) {
@@ -38,7 +40,6 @@ Result<Image> open_dir(const std::string& path, const std::string& original) {
 
 Result<Image> open_image(const std::string& ref, const SourceOptions& in) {
   SourceOptions opts = in;
-  if (opts.blob_cache.empty()) opts.blob_cache = default_blob_cache();
   SPORE_TRY(parse_platform(opts.platform));
 
   std::string_view s = ref;
@@ -65,6 +66,10 @@ Result<Image> open_image(const std::string& ref, const SourceOptions& in) {
                             " transport is not supported (use a registry, oci:, docker-archive: or dir:)");
   }
   SPORE_ASSIGN_OR_RETURN(Reference parsed, parse_reference(s));
+  // Only pulls need the cache.
+  if (opts.blob_cache.empty()) {
+    SPORE_ASSIGN_OR_RETURN(opts.blob_cache, default_blob_cache());
+  }
   return pull_image(parsed, ref, opts);
 }
 

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <functional>
 #include <mutex>
@@ -13,6 +15,7 @@
 #include <thread>
 
 #include "base/fd.h"
+#include "base/files.h"
 #include "base/log.h"
 #include "base/sha256.h"
 #include "base/strings.h"
@@ -28,6 +31,9 @@ constexpr size_t kMaxConfigBytes = 32 << 20;
 constexpr size_t kMaxTokenBytes = 1 << 20;
 constexpr size_t kMaxErrorBodyBytes = 64 << 10;
 constexpr int kAttempts = 3;  // for blobs, on network errors and 5xx
+// Tokens and manifests are small: besides the stall timeout, one of them
+// taking this many stall timeouts in all is a registry trickling bytes.
+constexpr int kSmallRequestStalls = 5;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -61,10 +67,32 @@ struct Transfer {
   Response* resp = nullptr;
   Sink* sink = nullptr;
   bool sink_failed = false;
+  // The stall watch: when a byte (header or body, either way) last moved.
+  std::chrono::steady_clock::time_point last_bytes = std::chrono::steady_clock::now();
+  curl_off_t seen_down = 0, seen_up = 0;
+  std::chrono::seconds stall_timeout{60};
+  bool stalled = false;
 };
+
+// libcurl calls this about once a second even when nothing moves: a
+// request that has received nothing for the stall timeout is aborted.
+int on_progress(void* user, curl_off_t, curl_off_t down, curl_off_t, curl_off_t up) {
+  auto* t = static_cast<Transfer*>(user);
+  auto now = std::chrono::steady_clock::now();
+  if (down != t->seen_down || up != t->seen_up) {
+    t->seen_down = down;
+    t->seen_up = up;
+    t->last_bytes = now;
+    return 0;
+  }
+  if (now - t->last_bytes < t->stall_timeout) return 0;
+  t->stalled = true;
+  return 1;
+}
 
 size_t on_header(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
+  t->last_bytes = std::chrono::steady_clock::now();
   std::string_view line(data, size * n);
   // Each response in a redirect chain starts with a status line; keep only
   // the last response's headers.
@@ -167,15 +195,19 @@ class Client {
 
   // A blob in the cache, downloading and verifying it if it is not there yet.
   Result<std::string> blob(const Descriptor& d, const std::string& label) {
+    // The cache is ours alone: a directory someone else can write to could
+    // have anything swapped in. Created 0700; nothing shared is used.
     std::string dir = opts_.blob_cache + "/sha256";
-    SPORE_TRY(make_dirs(dir));
+    SPORE_TRY(make_private_dir(opts_.blob_cache));
+    SPORE_TRY(make_private_dir(dir));
     std::string path = dir + "/" + digest_hex_part(d.digest);
     Progress& progress = Progress::get();
     struct stat st;
-    if (::stat(path.c_str(), &st) == 0) {
-      // Only verified content is ever renamed into place; a size that
-      // disagrees means the file was damaged since, so fetch it again.
-      if (static_cast<uint64_t>(st.st_size) == d.size) {
+    if (::lstat(path.c_str(), &st) == 0) {
+      // Only verified content is ever renamed into place, but a file can be
+      // damaged or replaced since: it is hashed again before every use, and
+      // anything else than the right bytes is fetched again.
+      if (S_ISREG(st.st_mode) && verify_file(path, d.digest, d.size).ok()) {
         if (!label.empty()) {
           progress.start(label, d.size);
           progress.advance(d.size);
@@ -183,7 +215,8 @@ class Client {
         }
         return path;
       }
-      ::unlink(path.c_str());
+      LOG_WARN("%s: cached blob %s is damaged; fetching it again", describe().c_str(), d.digest.c_str());
+      if (::unlink(path.c_str()) < 0 && errno != ENOENT) return errno_error("removing the damaged " + path);
     }
     std::string url = base_ + "/blobs/" + d.digest;
     Error last = make_error(ErrorKind::kInternal, "no attempt");
@@ -207,16 +240,6 @@ class Client {
   std::string describe() const { return ref_.str(); }
 
  private:
-  static Status make_dirs(const std::string& dir) {
-    std::string at;
-    for (const auto& part : split(dir, '/')) {
-      at += part.empty() && at.empty() ? "" : "/" + part;
-      if (at.empty() || part.empty()) continue;
-      if (::mkdir(at.c_str(), 0755) < 0 && errno != EEXIST) return errno_error("creating " + at);
-    }
-    return ok_status();
-  }
-
   static std::string detail(const Response& r) {
     std::string m = registry_message(r.error_body);
     return m.empty() ? "" : ": " + m;
@@ -293,7 +316,11 @@ class Client {
     if (!curl_) return make_error(ErrorKind::kInternal, "curl_easy_init failed");
     curl_easy_reset(curl_);
     Response resp;
-    Transfer t{curl_, &resp, sink, false};
+    Transfer t;
+    t.curl = curl_;
+    t.resp = &resp;
+    t.sink = sink;
+    t.stall_timeout = std::chrono::seconds(std::max(1, opts_.stall_timeout_s));
     char errbuf[CURL_ERROR_SIZE] = {};
     curl_slist* headers = nullptr;
     headers = curl_slist_append(headers, (std::string("Accept: ") + accept).c_str());
@@ -311,9 +338,13 @@ class Client {
     curl_easy_setopt(curl_, CURLOPT_USERAGENT, "spore-pack/" SPORE_VERSION);
     curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT, 30L);
-    // A transfer that stalls for a minute is dead.
-    curl_easy_setopt(curl_, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(curl_, CURLOPT_LOW_SPEED_TIME, 60L);
+    // A request that receives nothing for the stall timeout is dead,
+    // whatever it waits for (connection, token, manifest, blob).
+    curl_easy_setopt(curl_, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(curl_, CURLOPT_XFERINFODATA, &t);
+    const bool small = std::string_view(what) != "blob";
+    if (small) curl_easy_setopt(curl_, CURLOPT_TIMEOUT, static_cast<long>(t.stall_timeout.count()) * kSmallRequestStalls);
     curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &t);
@@ -325,6 +356,18 @@ class Client {
     curl_easy_getinfo(curl_, CURLINFO_EFFECTIVE_URL, &effective);
     resp.url = effective ? effective : url;
     if (t.sink_failed) return make_error(ErrorKind::kCorrupt, resp.url + ": " + what + " larger than expected");
+    if (t.stalled)
+      return make_error(ErrorKind::kUnavailable,
+                        strfmt("registry %s: fetching %s %s: nothing received for %lld s (spore-pack --stall-timeout)",
+                               ref_.domain.c_str(), what, resp.url.c_str(),
+                               static_cast<long long>(t.stall_timeout.count())));
+    const long long total_s = static_cast<long long>(t.stall_timeout.count()) * kSmallRequestStalls;
+    curl_off_t took_us = 0;
+    curl_easy_getinfo(curl_, CURLINFO_TOTAL_TIME_T, &took_us);
+    if (rc == CURLE_OPERATION_TIMEDOUT && small && took_us >= (total_s - 1) * 1000000)
+      return make_error(ErrorKind::kUnavailable,
+                        strfmt("registry %s: fetching %s %s: not done after %lld s (the registry is too slow)",
+                               ref_.domain.c_str(), what, resp.url.c_str(), total_s));
     if (rc != CURLE_OK) {
       std::string msg = errbuf[0] ? trim(errbuf) : curl_easy_strerror(rc);
       std::string hint;
@@ -340,7 +383,7 @@ class Client {
   // as it goes; renamed into the cache only once size and digest check out.
   Status download(const std::string& url, const Descriptor& d, const std::string& path, const std::string& label) {
     std::string tmp = path + ".tmp-XXXXXX";
-    int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
+    int fd = ::mkostemp(tmp.data(), O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return errno_error("creating a file in " + opts_.blob_cache);
     UniqueFd file(fd);
     struct Unlink {

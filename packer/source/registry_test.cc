@@ -17,6 +17,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "base/strings.h"
@@ -284,8 +285,11 @@ class FakeRegistry {
 
   std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
 
-  std::atomic<int> token_requests{0}, denied{0}, cdn_requests{0};
+  std::atomic<int> token_requests{0}, denied{0}, cdn_requests{0}, stalls{0};
   std::atomic<bool> tamper_blobs{false}, refuse_tokens{false};
+  // Requests whose path starts with this get no answer (or, for /cdn/, half
+  // the blob) and the connection is held open until the client gives up.
+  std::string stall_prefix;  // set before pulling
   std::map<std::string, std::string> extra_manifests;  // ref -> body served as a manifest (set before pulling)
   std::string scope_seen;
 
@@ -305,11 +309,23 @@ class FakeRegistry {
         req.append(buf, static_cast<size_t>(n));
       }
       std::string resp = handle(req);
+      std::string path = req.size() > 4 ? req.substr(4, req.find(' ', 4) - 4) : "";
+      bool stall = !stall_prefix.empty() && starts_with(path, stall_prefix);
+      if (stall) {
+        size_t body = resp.find("\r\n\r\n") + 4;
+        resp = starts_with(path, "/cdn/") ? resp.substr(0, body + (resp.size() - body) / 2) : "";
+      }
       size_t done = 0;
       while (done < resp.size()) {
         ssize_t n = ::write(c, resp.data() + done, resp.size() - done);
         if (n <= 0) break;
         done += static_cast<size_t>(n);
+      }
+      if (stall) {
+        stalls++;
+        // Hold the connection, sending nothing, until the client hangs up.
+        while (::read(c, buf, sizeof buf) > 0) {
+        }
       }
       ::close(c);
     }
@@ -418,5 +434,94 @@ TEST_CASE("anonymous tokens, CDN redirects and digest checks", "[pack][registry]
     e = open_err(fake.host() + "/demo:v1", pull_options(tmp / "cache"));
     CHECK(e.message.find("refused an anonymous token") != std::string::npos);
     CHECK(e.message.find("no anonymous access") != std::string::npos);
+  }
+}
+
+TEST_CASE("a registry that stops sending fails the pull, naming it", "[pack][registry]") {
+  TempDir tmp;
+  OciLayoutWriter w(tmp / "layout");
+  ImageSpec arm;
+  arm.layers = demo_layers(tmp / "arm");
+  w.finish({{w.image(arm), "v1"}});
+  FakeRegistry fake(tmp / "layout");
+  auto o = pull_options(tmp / "cache");
+  o.stall_timeout_s = 2;
+  // The token, a manifest, and a blob that stops half way: each request
+  // that receives nothing for the stall timeout ends the pull.
+  auto prefix = GENERATE(std::string("/token"), std::string("/v2/demo/manifests/"), std::string("/cdn/"));
+  INFO("stalling " << prefix);
+  fake.stall_prefix = prefix;
+  Error e = open_err(fake.host() + "/demo:v1", o);
+  CHECK(e.kind == ErrorKind::kUnavailable);
+  CHECK_THAT(e.message, Catch::Contains("registry " + fake.host()));
+  CHECK_THAT(e.message, Catch::Contains("nothing received for 2 s"));
+  CHECK_THAT(e.message, Catch::Contains("--stall-timeout"));
+  CHECK(fake.stalls >= 1);
+  // Nothing half-downloaded stays in the cache.
+  if (std::filesystem::exists(tmp / "cache/sha256"))
+    for (const auto& f : std::filesystem::directory_iterator(tmp / "cache/sha256"))
+      CHECK(f.path().filename().string().find(".tmp") == std::string::npos);
+}
+
+TEST_CASE("cached blobs are verified before use, in a cache of the user's own", "[pack][registry]") {
+  TempDir tmp;
+  OciLayoutWriter w(tmp / "layout");
+  ImageSpec arm;
+  arm.layers = demo_layers(tmp / "arm");
+  w.finish({{w.image(arm), "v1"}});
+  FakeRegistry fake(tmp / "layout");
+  const std::string cache = tmp / "cache";
+  Image image = open_ok(fake.host() + "/demo:v1", pull_options(cache));
+  for (const std::string& d : {cache, cache + "/sha256"}) {
+    INFO(d);
+    CHECK((std::filesystem::status(d).permissions() & std::filesystem::perms::all) == std::filesystem::perms::owner_all);
+  }
+
+  SECTION("a blob swapped for other bytes of the same size is fetched again") {
+    const std::string& path = image.layers[0].path;
+    std::string bytes = slurp(path);
+    bytes[bytes.size() / 2] ^= 0x20;
+    spit(path, bytes);
+    int before = fake.cdn_requests;
+    Image again = open_ok(fake.host() + "/demo:v1", pull_options(cache));
+    CHECK(fake.cdn_requests == before + 1);
+    check_demo(again);
+  }
+
+  SECTION("a cache directory others can write to, or someone else's, is refused") {
+    auto perms = GENERATE(0777, 0775, 0757);
+    INFO("mode " << std::oct << perms);
+    REQUIRE(::chmod(cache.c_str(), static_cast<mode_t>(perms)) == 0);
+    Error e = open_err(fake.host() + "/demo:v1", pull_options(cache));
+    CHECK(e.kind == ErrorKind::kUnavailable);
+    CHECK_THAT(e.message, Catch::Contains(cache + " is writable by other users"));
+    REQUIRE(::chmod(cache.c_str(), 0700) == 0);
+    REQUIRE(::chmod((cache + "/sha256").c_str(), static_cast<mode_t>(perms)) == 0);
+    CHECK_THAT(open_err(fake.host() + "/demo:v1", pull_options(cache)).message, Catch::Contains("writable by other users"));
+    REQUIRE(::chmod((cache + "/sha256").c_str(), 0700) == 0);
+    REQUIRE(::chown(cache.c_str(), 12345, 12345) == 0);
+    CHECK_THAT(open_err(fake.host() + "/demo:v1", pull_options(cache)).message, Catch::Contains("is owned by uid 12345"));
+    REQUIRE(::chown(cache.c_str(), ::geteuid(), ::getegid()) == 0);
+    spit(tmp / "file", "");
+    CHECK_THAT(open_err(fake.host() + "/demo:v1", pull_options(tmp / "file")).message,
+               Catch::Contains("is not a directory"));
+  }
+
+  SECTION("without XDG_CACHE_HOME and HOME there is no cache, and no shared fallback") {
+    struct Env {
+      std::string name;
+      std::optional<std::string> old;
+      explicit Env(std::string n) : name(std::move(n)) {
+        if (const char* v = std::getenv(name.c_str())) old = v;
+        ::unsetenv(name.c_str());
+      }
+      ~Env() {
+        if (old) ::setenv(name.c_str(), old->c_str(), 1);
+      }
+    } xdg("XDG_CACHE_HOME"), home("HOME");
+    Error e = open_err(fake.host() + "/demo:v1", pull_options(""));
+    CHECK(e.kind == ErrorKind::kUsage);
+    CHECK_THAT(e.message, Catch::Contains("set XDG_CACHE_HOME (or HOME)"));
+    CHECK_FALSE(std::filesystem::exists("/var/tmp/spore/blobs/sha256/" + image.layers[0].digest.substr(7)));
   }
 }
