@@ -4,8 +4,11 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <ctime>
 
 #include <vector>
 
@@ -117,7 +120,7 @@ std::string relative_path(const std::string& to, const std::string& from) {
 
 Status copy_file(const std::string& from, const std::string& to, mode_t mode) {
   SPORE_ASSIGN_OR_RETURN(UniqueFd in, open_file(from, O_RDONLY));
-  SPORE_ASSIGN_OR_RETURN(UniqueFd out, open_file(to, O_WRONLY | O_CREAT | O_EXCL, mode));
+  SPORE_ASSIGN_OR_RETURN(UniqueFd out, create_new_file(to, mode));
   char buf[65536];
   for (;;) {
     ssize_t n = ::read(in.get(), buf, sizeof buf);
@@ -126,6 +129,21 @@ Status copy_file(const std::string& from, const std::string& to, mode_t mode) {
     if (n == 0) return ok_status();
     SPORE_TRY(write_all(out.get(), buf, static_cast<size_t>(n)));
   }
+}
+
+std::string temp_name_for(const std::string& path) {
+  uint8_t r[8];
+  if (::getrandom(r, sizeof r, 0) != static_cast<ssize_t>(sizeof r)) {
+    // No entropy source: still unique (O_EXCL catches the rest), if guessable.
+    uint64_t v = static_cast<uint64_t>(::getpid()) << 32 ^ static_cast<uint64_t>(std::time(nullptr)) ^
+                 reinterpret_cast<uintptr_t>(&r);
+    std::memcpy(r, &v, sizeof r);
+  }
+  return path + ".tmp-" + to_hex(r, sizeof r);
+}
+
+Result<UniqueFd> create_new_file(const std::string& path, mode_t mode) {
+  return open_file(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 }
 
 Status write_file_atomic(const std::string& path, const std::string& data, mode_t mode) {

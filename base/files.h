@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "base/fd.h"
 #include "base/result.h"
 
 namespace spore {
@@ -25,7 +26,14 @@ Status remove_tree(const std::string& path);
 std::string absolute_path(const std::string& path);
 // A relative path from directory `from` to `to` (both made absolute first).
 std::string relative_path(const std::string& to, const std::string& from);
+// Creates `to` (O_EXCL: fails if anything, a symlink included, is there).
 Status copy_file(const std::string& from, const std::string& to, mode_t mode = 0644);
+// path + ".tmp-" + 16 random hex digits: a temporary name beside path that
+// another user cannot predict, so cannot plant a link at.
+std::string temp_name_for(const std::string& path);
+// Opens a new file for writing: O_CREAT|O_EXCL|O_NOFOLLOW, never an
+// existing file or a link's target.
+Result<UniqueFd> create_new_file(const std::string& path, mode_t mode);
 // Writes data to path through a temporary name and rename.
 Status write_file_atomic(const std::string& path, const std::string& data, mode_t mode = 0644);
 

@@ -17,6 +17,10 @@ Error errno_error(const std::string& what, int err) {
     case ENOSYS:
       kind = ErrorKind::kUnavailable;
       break;
+    case ENOSPC:
+    case EDQUOT:
+      kind = ErrorKind::kUnavailable;  // the host is out of room, not the input at fault
+      break;
     case ETIMEDOUT:
       kind = ErrorKind::kTimeout;
       break;

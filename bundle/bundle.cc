@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "base/codec.h"
+#include "base/files.h"
 #include "base/strings.h"
 
 namespace spore::bundle {
@@ -163,8 +164,8 @@ Result<std::string> Reader::read(const Section& s, uint64_t max) const {
 }
 
 Status Reader::extract(const Section& s, const std::string& path) const {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  SPORE_ASSIGN_OR_RETURN(UniqueFd out, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0444));
+  std::string tmp = temp_name_for(path);
+  SPORE_ASSIGN_OR_RETURN(UniqueFd out, create_new_file(tmp, 0444));
   auto st = stream_section(fd_.get(), path_, s, [&](const uint8_t* p, size_t n) { return write_all(out.get(), p, n); });
   if (st.ok() && ::fdatasync(out.get()) < 0) st = errno_error("fdatasync " + tmp);
   if (st.ok() && ::rename(tmp.c_str(), path.c_str()) < 0) st = errno_error("rename " + tmp);
@@ -186,11 +187,12 @@ Status BundleChunks::get(const Digest& d, uint8_t* out, size_t len) const {
 
 // ---- writing ----
 
-Result<std::unique_ptr<Writer>> Writer::create(const std::string& path) {
+Result<std::unique_ptr<Writer>> Writer::create(const std::string& path, const std::string& tmp) {
   std::unique_ptr<Writer> w(new Writer());
   w->path_ = path;
-  w->tmp_ = path + ".tmp." + std::to_string(::getpid());
-  SPORE_ASSIGN_OR_RETURN(w->fd_, open_file(w->tmp_, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+  std::string name = tmp.empty() ? temp_name_for(path) : tmp;
+  SPORE_ASSIGN_OR_RETURN(w->fd_, create_new_file(name, 0644));
+  w->tmp_ = std::move(name);
   // 16-byte header: the magic (so tools can tell what the file is) and the version.
   Encoder h;
   h.bytes(kMagic, sizeof kMagic);
@@ -206,7 +208,7 @@ Writer::~Writer() {
 }
 
 Status Writer::append(const void* data, size_t len) {
-  SPORE_TRY(write_all(fd_.get(), data, len));
+  if (auto st = write_all(fd_.get(), data, len); !st.ok()) return std::move(st).error().wrap("writing " + tmp_);
   offset_ += len;
   return ok_status();
 }
@@ -314,6 +316,16 @@ Status Writer::copy_from(const Reader& r, const Section& src) {
 }
 
 Result<Digest> Writer::finish() {
+  SPORE_ASSIGN_OR_RETURN(Digest digest, finish_temp());
+  if (::rename(tmp_.c_str(), path_.c_str()) < 0) {
+    Error e = errno_error("rename " + tmp_ + " to " + path_);
+    ::unlink(tmp_.c_str());
+    return e;
+  }
+  return digest;
+}
+
+Result<Digest> Writer::finish_temp() {
   Encoder t;
   t.u32(static_cast<uint32_t>(sections_.size()));
   for (const auto& s : sections_) {
@@ -340,7 +352,6 @@ Result<Digest> Writer::finish() {
   SPORE_TRY(append(foot.data(), foot.size()));
   if (::fsync(fd_.get()) < 0) return errno_error("fsync " + tmp_);
   fd_.reset();
-  if (::rename(tmp_.c_str(), path_.c_str()) < 0) return errno_error("rename " + tmp_ + " to " + path_);
   finished_ = true;
   return digest;
 }

@@ -86,11 +86,12 @@ class BundleChunks final : public vmm::ChunkSource {
 };
 
 // Writes a bundle to path atomically: everything goes to a temporary file
-// that becomes path only in finish(). Destroying an unfinished writer
-// removes the temporary file.
+// (created new: O_EXCL|O_NOFOLLOW) that becomes path only in finish().
+// Destroying an unfinished writer removes the temporary file.
 class Writer {
  public:
-  static Result<std::unique_ptr<Writer>> create(const std::string& path);
+  // The temporary file is tmp, or by default path.tmp-<random>.
+  static Result<std::unique_ptr<Writer>> create(const std::string& path, const std::string& tmp = "");
   ~Writer();
   const std::string& temp_path() const { return tmp_; }
 
@@ -109,6 +110,10 @@ class Writer {
   Status copy_from(const Reader& r, const Section& s);
   // Table, footer, fsync, rename. Returns the bundle digest.
   Result<Digest> finish();
+  // The same without the rename: the complete bundle stays at temp_path()
+  // for the caller to move into place (spore-pack commits it from its
+  // supervising process).
+  Result<Digest> finish_temp();
 
  private:
   Writer() = default;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "base/files.h"
 #include "base/log.h"
 #include "base/sha256.h"
 
@@ -638,8 +639,8 @@ Status write_erofs(const Tree& tree, const std::string& path, const ErofsOptions
   Plan plan;  // the root's ".." is the root: parent 0
   SPORE_TRY(plan_image(tree, plan));
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  SPORE_ASSIGN_OR_RETURN(UniqueFd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  const std::string tmp = temp_name_for(path);
+  SPORE_ASSIGN_OR_RETURN(UniqueFd fd, create_new_file(tmp, 0644));
   TempFile guard(tmp);
   auto st = emit(tree, plan, opts, fd.get());
   if (!st.ok()) return std::move(st).error().wrap("writing " + tmp);
