@@ -15,6 +15,7 @@ namespace spore::bundle {
 namespace {
 
 constexpr char kMagic[8] = {'S', 'P', 'O', 'R', 'B', 'N', 'D', 'L'};
+constexpr uint64_t kHeaderSize = 16;
 constexpr uint64_t kMaxTable = 64u << 20;
 constexpr uint32_t kMaxSections = 1u << 22;
 
@@ -92,7 +93,7 @@ Result<std::unique_ptr<Reader>> Reader::open(const std::string& path) {
   if (!fd.ok()) return std::move(fd).error();
   r->fd_ = std::move(*fd);
   SPORE_ASSIGN_OR_RETURN(r->file_size_, file_size(r->fd_.get()));
-  if (r->file_size_ < kFooterSize) return corrupt(path, "too short to be a spore bundle");
+  if (r->file_size_ < kHeaderSize + kFooterSize) return corrupt(path, "too short to be a spore bundle");
   uint8_t foot[kFooterSize];
   SPORE_TRY(pread_exact(r->fd_.get(), foot, sizeof foot, r->file_size_ - kFooterSize));
   Decoder d(std::string_view(reinterpret_cast<char*>(foot), sizeof foot));
@@ -104,12 +105,21 @@ Result<std::unique_ptr<Reader>> Reader::open(const std::string& path) {
     return make_error(ErrorKind::kCorrupt,
                       strfmt("%s: bundle format %u is not supported by this build (it reads format %u); repack it "
                              "with a matching spore-pack", path.c_str(), version, kFormatVersion));
-  d.u32();
+  uint32_t reserved = d.u32();
   uint64_t table_off = d.u64(), table_size = d.u64();
   Digest table_sha;
   d.bytes(table_sha.data(), table_sha.size());
+  if (reserved != 0) return corrupt(path, "bundle footer's reserved word is not 0");
+  // The header repeats the magic and version, and nothing else is there.
+  uint8_t head[kHeaderSize];
+  SPORE_TRY(pread_exact(r->fd_.get(), head, sizeof head, 0));
+  Decoder hd(std::string_view(reinterpret_cast<char*>(head), sizeof head));
+  hd.bytes(magic, sizeof magic);
+  uint32_t head_version = hd.u32(), head_reserved = hd.u32();
+  if (std::memcmp(magic, kMagic, sizeof magic) != 0 || head_version != version || head_reserved != 0)
+    return corrupt(path, "bundle header does not match its footer");
   uint64_t body_end = r->file_size_ - kFooterSize;
-  if (table_size > kMaxTable || table_off > body_end || table_size != body_end - table_off)
+  if (table_size > kMaxTable || table_off < kHeaderSize || table_off > body_end || table_size != body_end - table_off)
     return corrupt(path, "bundle table is out of place (truncated file?)");
   std::string table(table_size, '\0');
   SPORE_TRY(pread_exact(r->fd_.get(), table.data(), table.size(), table_off));
@@ -119,7 +129,10 @@ Result<std::unique_ptr<Reader>> Reader::open(const std::string& path) {
   Decoder t(table);
   uint32_t count = t.u32();
   if (!t.ok() || count > kMaxSections) return corrupt(path, "bundle table is malformed");
-  uint64_t prev_end = 16;  // sections start after the 16-byte header
+  // Sections lie back to back from the end of the header; the table starts
+  // where the last one ends. No byte of the file is unaccounted for.
+  uint64_t prev_end = kHeaderSize;
+  bool seen[9] = {};
   for (uint32_t i = 0; i < count; i++) {
     Section s;
     s.type = static_cast<SectionType>(t.u32());
@@ -130,14 +143,32 @@ Result<std::unique_ptr<Reader>> Reader::open(const std::string& path) {
     t.bytes(s.sha256.data(), s.sha256.size());
     if (!t.ok()) return corrupt(path, "bundle table is truncated");
     uint32_t type = static_cast<uint32_t>(s.type);
-    if (type < 1 || type > 8 || (s.flags & ~kSectionZstd) || s.offset < prev_end || s.offset > table_off ||
-        s.stored_size > table_off - s.offset || (!(s.flags & kSectionZstd) && s.stored_size != s.size))
-      return corrupt(path, strfmt("bundle section %u is malformed or out of place", i));
+    if (type < 1 || type > 8 || (s.flags & ~kSectionZstd) || (!(s.flags & kSectionZstd) && s.stored_size != s.size))
+      return corrupt(path, strfmt("bundle section %u is malformed", i));
+    if (s.offset != prev_end || s.stored_size > table_off - s.offset)
+      return corrupt(path, strfmt("bundle section %u is out of place (not right after the %s)", i,
+                                  i == 0 ? "header" : "previous section"));
     prev_end = s.offset + s.stored_size;
-    if (s.type == SectionType::kChunk) r->chunks_.emplace(key(s.sha256), r->sections_.size());
+    if (s.type == SectionType::kChunk) {
+      if (!r->chunks_.emplace(key(s.sha256), r->sections_.size()).second)
+        return corrupt(path, strfmt("bundle section %u repeats RAM chunk %s", i, digest_hex(s.sha256).c_str()));
+    } else if (seen[type]) {
+      return corrupt(path, strfmt("bundle section %u is a second %s section", i, section_name(s.type)));
+    }
+    seen[type] = true;
     r->sections_.push_back(s);
   }
   if (!t.done()) return corrupt(path, "bundle table has trailing bytes");
+  if (prev_end != table_off) return corrupt(path, "bundle table does not start where the last section ends");
+  // A sealed spore is its manifest, state and memory index together (and
+  // its chunks); any of them alone is a damaged bundle.
+  auto has = [&](SectionType t) { return seen[static_cast<uint32_t>(t)]; };
+  const bool any = has(SectionType::kSporeManifest) || has(SectionType::kSporeState) ||
+                   has(SectionType::kSporeMemoryIndex) || has(SectionType::kChunk);
+  const bool all = has(SectionType::kSporeManifest) && has(SectionType::kSporeState) &&
+                   has(SectionType::kSporeMemoryIndex);
+  if (any && !all)
+    return corrupt(path, "bundle holds part of a spore (manifest, state and memory index go together)");
   return r;
 }
 

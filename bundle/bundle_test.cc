@@ -7,6 +7,8 @@
 #include <fstream>
 #include <random>
 
+#include "base/codec.h"
+#include "base/sha256.h"
 #include "base/strings.h"
 #include "bundle/app_config.h"
 #include "bundle/spore_files.h"
@@ -167,6 +169,183 @@ TEST_CASE("a spore embedded in a bundle keeps its digest and serves its chunks",
   REQUIRE(chunks.ok());
   REQUIRE(vmm::materialize_memory(*idx, **chunks, t.path + "/ram").ok());
   CHECK(slurp(t.path + "/ram") == ram);
+}
+
+namespace {
+
+// A bundle taken apart the way doc/bundle-format.md describes it, to be put
+// back together with deliberate damage: the checks below must each refuse
+// one kind, also when the table's digest is right.
+struct Parts {
+  std::string body;  // header and section data: everything before the table
+  std::vector<Section> sections;
+};
+
+Parts take_apart(const std::string& path) {
+  std::string d = slurp(path);
+  REQUIRE(d.size() >= kFooterSize);
+  Decoder f(std::string_view(d).substr(d.size() - kFooterSize));
+  char magic[8];
+  f.bytes(magic, 8);
+  f.u32();
+  f.u32();
+  uint64_t off = f.u64(), size = f.u64();
+  Parts p;
+  p.body = d.substr(0, off);
+  Decoder t(std::string_view(d).substr(off, size));
+  uint32_t n = t.u32();
+  for (uint32_t i = 0; i < n; i++) {
+    Section s;
+    s.type = static_cast<SectionType>(t.u32());
+    s.flags = t.u32();
+    s.offset = t.u64();
+    s.stored_size = t.u64();
+    s.size = t.u64();
+    t.bytes(s.sha256.data(), s.sha256.size());
+    p.sections.push_back(s);
+  }
+  REQUIRE(t.done());
+  return p;
+}
+
+void put_together(const std::string& path, const Parts& p, uint32_t footer_reserved = 0) {
+  Encoder t;
+  t.u32(static_cast<uint32_t>(p.sections.size()));
+  for (const auto& s : p.sections) {
+    t.u32(static_cast<uint32_t>(s.type));
+    t.u32(s.flags);
+    t.u64(s.offset);
+    t.u64(s.stored_size);
+    t.u64(s.size);
+    t.bytes(s.sha256.data(), s.sha256.size());
+  }
+  std::string table = t.take();
+  Digest sha = sha256(table);
+  Encoder f;
+  f.bytes("SPORBNDL", 8);
+  f.u32(kFormatVersion);
+  f.u32(footer_reserved);
+  f.u64(p.body.size());
+  f.u64(table.size());
+  f.bytes(sha.data(), sha.size());
+  write(path, p.body + table + f.take());
+}
+
+// Inserts bytes at a file offset, moving the sections behind it.
+void insert_gap(Parts& p, uint64_t at, size_t n) {
+  p.body.insert(at, std::string(n, '\0'));
+  for (auto& s : p.sections)
+    if (s.offset >= at) s.offset += n;
+}
+
+}  // namespace
+
+TEST_CASE("the bundle reader accounts for every byte, as the format says", "[bundle]") {
+  TempDir t;
+  std::string path = t.path + "/app.spore";
+  {
+    auto w = Writer::create(path);
+    REQUIRE(w.ok());
+    REQUIRE((*w)->add(SectionType::kConfig, encode_app_config(AppConfig{}), false).ok());
+    REQUIRE((*w)->add(SectionType::kKernel, noise(5000, 2), false).ok());
+    REQUIRE((*w)->add(SectionType::kRootfs, std::string(100000, 'r'), true).ok());
+    REQUIRE((*w)->finish().ok());
+  }
+  // Taken apart and put back unchanged, it opens: the helpers are faithful.
+  Parts good = take_apart(path);
+  REQUIRE(good.sections.size() == 3);
+  put_together(path, good);
+  REQUIRE(Reader::open(path).ok());
+  const std::string original = slurp(path);
+  auto refused = [&](const std::string& why) {
+    auto r = Reader::open(path);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().kind == ErrorKind::kCorrupt);
+    CHECK_THAT(r.error().message, Catch::Contains(why));
+    write(path, original);
+  };
+
+  SECTION("the header: magic, version and reserved word") {
+    for (size_t at : {size_t{0}, size_t{7}, size_t{8}, size_t{12}, size_t{15}}) {
+      INFO("header byte " << at);
+      std::string d = original;
+      d[at] ^= 1;
+      write(path, d);
+      refused("bundle header does not match its footer");
+    }
+  }
+  SECTION("the footer's reserved word") {
+    put_together(path, good, 1);
+    refused("reserved word is not 0");
+  }
+  SECTION("bytes between the last section and the table") {
+    Parts p = good;
+    p.body += "junk";
+    put_together(path, p);
+    refused("table does not start where the last section ends");
+  }
+  SECTION("bytes between two sections, or before the first") {
+    for (size_t i : {size_t{0}, size_t{1}, size_t{2}}) {
+      INFO("before section " << i);
+      Parts p = good;
+      insert_gap(p, p.sections[i].offset, 8);
+      put_together(path, p);
+      refused(strfmt("bundle section %zu is out of place", i));
+    }
+  }
+  SECTION("overlapping sections") {
+    Parts p = good;
+    p.sections[1].offset -= 1;
+    put_together(path, p);
+    refused("bundle section 1 is out of place");
+  }
+  SECTION("a section given twice") {
+    Parts p = good;
+    Section again = p.sections[0];
+    again.offset = p.body.size();
+    p.body += p.body.substr(p.sections[0].offset, p.sections[0].stored_size);
+    p.sections.push_back(again);
+    put_together(path, p);
+    refused("bundle section 3 is a second config section");
+  }
+  SECTION("part of a spore") {
+    Parts p = good;
+    std::string state = "STATE";
+    Section s;
+    s.type = SectionType::kSporeState;
+    s.offset = p.body.size();
+    s.stored_size = s.size = state.size();
+    s.sha256 = sha256(state);
+    p.body += state;
+    p.sections.push_back(s);
+    put_together(path, p);
+    refused("part of a spore");
+  }
+}
+
+TEST_CASE("a bundle repeating a RAM chunk is refused", "[bundle]") {
+  TempDir t;
+  std::string path = t.path + "/b.spore";
+  std::string chunk(4096, 'c');
+  Digest d = sha256(chunk);
+  {
+    auto w = Writer::create(path);
+    REQUIRE(w.ok());
+    for (auto type : {SectionType::kSporeManifest, SectionType::kSporeState, SectionType::kSporeMemoryIndex})
+      REQUIRE((*w)->add(type, "x", false).ok());
+    REQUIRE((*w)->add_stored_chunk(d, chunk.size(), "frame").ok());
+    REQUIRE((*w)->finish().ok());
+  }
+  REQUIRE(Reader::open(path).ok());
+  Parts p = take_apart(path);
+  Section again = p.sections.back();
+  again.offset = p.body.size();
+  p.body += "frame";
+  p.sections.push_back(again);
+  put_together(path, p);
+  auto r = Reader::open(path);
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.error().message, Catch::Contains("repeats RAM chunk " + digest_hex(d)));
 }
 
 TEST_CASE("docker's rules pick the command and merge the environment", "[bundle]") {
