@@ -70,9 +70,13 @@ uint64_t parse_hex(const nlohmann::json& v) {
   std::string s = v.get<std::string>();
   if (s.size() < 3 || s.size() > 18 || s.compare(0, 2, "0x") != 0)
     throw nlohmann::json::type_error::create(302, "expected a hex string like 0x1f", &v);
-  size_t used = 0;
-  uint64_t out = std::stoull(s.substr(2), &used, 16);
-  if (used != s.size() - 2) throw nlohmann::json::type_error::create(302, "bad hex string", &v);
+  // Digits only: std::stoull alone would also take a sign or spaces.
+  uint64_t out = 0;
+  for (char c : s.substr(2)) {
+    int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (digit < 0) throw nlohmann::json::type_error::create(302, "bad hex string", &v);
+    out = out << 4 | static_cast<uint64_t>(digit);
+  }
   return out;
 }
 }  // namespace

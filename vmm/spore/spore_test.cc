@@ -10,6 +10,7 @@
 #include <fstream>
 #include <random>
 
+#include "base/codec.h"
 #include "vmm/spore/cache.h"
 #include "vmm/spore/chunk_store.h"
 #include "vmm/spore/manifest.h"
@@ -216,6 +217,123 @@ TEST_CASE("machine state round-trips and rejects damage", "[spore][state]") {
   CHECK_FALSE(decode_machine_state(bad_version).ok());
 }
 
+namespace {
+
+// state.bin cut into its 16-byte header and its sections (tag, whole
+// section bytes), to be put back in another order.
+struct StateParts {
+  std::string header;
+  std::vector<std::pair<uint32_t, std::string>> sections;
+  std::string join() const {
+    std::string out = header;
+    for (const auto& [tag, bytes] : sections) out += bytes;
+    return out;
+  }
+};
+
+StateParts cut_state(const std::string& bytes) {
+  StateParts p;
+  p.header = bytes.substr(0, 16);
+  Decoder d(std::string_view(bytes).substr(16));
+  while (d.remaining()) {
+    uint32_t tag = d.u32(), len = d.u32();
+    std::string_view body = d.view(len);
+    REQUIRE(d.ok());
+    Encoder e;
+    e.u32(tag);
+    e.u32(len);
+    e.bytes(body.data(), body.size());
+    p.sections.emplace_back(tag, e.take());
+  }
+  return p;
+}
+
+MachineState two_vcpus_two_virtio() {
+  MachineState s;
+  s.board_version = 1;
+  for (uint32_t i = 0; i < 2; i++) {
+    VcpuState v;
+    v.index = i;
+    v.regs = {{0x6030000000100000ull, std::string(8, '\x11')}};
+    s.vcpus.push_back(v);
+  }
+  for (uint32_t slot : {0u, 2u}) {
+    VirtioSlotState vs;
+    vs.slot = slot;
+    vs.device_type = 2;
+    s.virtio.push_back(vs);
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("state.bin sections come in their order, each once", "[spore][state]") {
+  constexpr uint32_t kVcpu = 1, kGic = 2, kUart = 3, kRtc = 4, kGen = 5, kVirtio = 6, kEnd = 0xffffffff;
+  const std::string good = encode_machine_state(two_vcpus_two_virtio());
+  StateParts p = cut_state(good);
+  std::vector<uint32_t> tags;
+  for (const auto& [tag, bytes] : p.sections) tags.push_back(tag);
+  REQUIRE(tags == std::vector<uint32_t>{kVcpu, kVcpu, kGic, kUart, kRtc, kGen, kVirtio, kVirtio, kEnd});
+  REQUIRE(decode_machine_state(p.join()).ok());
+  // Without VIRTIO sections (a machine without devices) it is still whole.
+  {
+    StateParts q = p;
+    q.sections.erase(q.sections.begin() + 6, q.sections.begin() + 8);
+    CHECK(decode_machine_state(q.join()).ok());
+  }
+
+  auto refused = [](const StateParts& q, const std::string& why) {
+    auto r = decode_machine_state(q.join());
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().kind == ErrorKind::kCorrupt);
+    CHECK_THAT(r.error().message, Catch::Contains(why));
+  };
+  auto swapped = [&](size_t a, size_t b) {
+    StateParts q = p;
+    std::swap(q.sections[a], q.sections[b]);
+    return q;
+  };
+  auto repeated = [&](size_t i) {
+    StateParts q = p;
+    q.sections.insert(q.sections.begin() + static_cast<long>(i) + 1, q.sections[i]);
+    return q;
+  };
+  auto without = [&](size_t i) {
+    StateParts q = p;
+    q.sections.erase(q.sections.begin() + static_cast<long>(i));
+    return q;
+  };
+  refused(swapped(0, 1), "vCPU sections out of order");
+  refused(swapped(1, 2), "VCPU section out of order or repeated");  // a VCPU after the GIC
+  refused(swapped(3, 4), "RTC section out of order or repeated");   // RTC before UART
+  refused(swapped(5, 6), "VIRTIO section out of order or repeated");
+  refused(swapped(6, 7), "VIRTIO sections out of slot order or repeated");
+  for (size_t i : {2, 3, 4, 5}) {
+    INFO("section " << i << " twice");
+    refused(repeated(i), "out of order or repeated");
+  }
+  refused(repeated(6), "VIRTIO sections out of slot order or repeated");
+  refused(without(0), "vCPU sections out of order");  // vCPU 1 first
+  refused(without(2), "UART section out of order or repeated");
+  refused(without(5), "VIRTIO section out of order or repeated");
+  refused(without(8), "truncated");
+  {
+    StateParts q = p;  // END early: what follows is garbage
+    q.sections.insert(q.sections.begin() + 6, q.sections.back());
+    refused(q, "followed by garbage");
+  }
+  {
+    StateParts q = p;  // END with a payload
+    Encoder e;
+    e.u32(kEnd);
+    e.u32(4);
+    e.u32(0);
+    q.sections.back().second = e.take();
+    refused(q, "trailing or missing bytes");
+  }
+}
+
 TEST_CASE("manifests round-trip and reject nonsense", "[spore][manifest]") {
   SporeManifest m;
   m.id = std::string(32, 'a');
@@ -246,6 +364,14 @@ TEST_CASE("manifests round-trip and reject nonsense", "[spore][manifest]") {
   CHECK_FALSE(broken("\"chunk_size\": 262144", "\"chunk_size\": 1000").ok());
   CHECK_FALSE(broken("\"mem_mib\": 256", "\"mem_mib\": 512").ok());
   CHECK_FALSE(broken("\"vcpu_target\": 5", "\"vcpu_target\": \"five\"").ok());
+  // Hex facts are "0x" and digits (doc/spore-format.md), nothing a lenient
+  // number parser would also take.
+  CHECK(back->platform.vcpu_features == 4);
+  CHECK(broken("\"0x4b00343b\"", "\"0x4B00343B\"").ok());
+  for (const char* bad : {"\"0x-1\"", "\"0x 1\"", "\"0x+1\"", "\"0X1\"", "\"0x\"", "\"0x1g\"", "\"0x00000000000000001\""}) {
+    INFO(bad);
+    CHECK_FALSE(broken("\"0x4b00343b\"", bad).ok());
+  }
   CHECK_FALSE(parse_manifest("{not json").ok());
   CHECK_FALSE(parse_manifest("{}").ok());
 }

@@ -1,6 +1,7 @@
 #include "vmm/spore/state.h"
 
 #include <cstring>
+#include <initializer_list>
 
 #include "base/codec.h"
 #include "base/strings.h"
@@ -173,58 +174,74 @@ Result<MachineState> decode_machine_state(std::string_view data) {
     return make_error(ErrorKind::kCorrupt, strfmt("spore state version %u is not supported", version));
   MachineState s;
   s.board_version = d.u32();
-  bool have_gic = false, have_uart = false, have_rtc = false, have_gen = false, ended = false;
+  // Sections come in one order, each at most once (doc/spore-format.md):
+  // VCPU+ GIC UART RTC GENERATION VIRTIO* END. `at` is the last one seen.
+  uint32_t at = 0;  // nothing yet
+  bool ended = false;
   while (d.ok() && d.remaining() > 0 && !ended) {
     uint32_t tag = d.u32();
     uint32_t len = d.u32();
     if (!d.ok() || len > kMaxSection || len > d.remaining()) return corrupt("section overruns the file");
     Decoder body(d.view(len));
+    // Which section may come before this one (VCPU and VIRTIO repeat).
+    auto follows = [&](std::initializer_list<uint32_t> allowed, const char* name) -> Status {
+      for (uint32_t a : allowed)
+        if (at == a) return ok_status();
+      return make_error(ErrorKind::kCorrupt,
+                        strfmt("spore state: %s section out of order or repeated", name));
+    };
     switch (tag) {
-      case kTagEnd:
-        ended = true;
-        break;
       case kTagVcpu: {
+        SPORE_TRY(follows({0, kTagVcpu}, "VCPU"));
         SPORE_ASSIGN_OR_RETURN(VcpuState v, load_vcpu(body));
+        if (v.index != s.vcpus.size()) return corrupt("vCPU sections out of order");
         s.vcpus.push_back(std::move(v));
         break;
       }
       case kTagGic: {
+        SPORE_TRY(follows({kTagVcpu}, "GIC"));
         SPORE_ASSIGN_OR_RETURN(s.gic, load_gic(body));
-        have_gic = true;
         break;
       }
       case kTagUart: {
+        SPORE_TRY(follows({kTagGic}, "UART"));
         SPORE_ASSIGN_OR_RETURN(s.uart, Pl011::load(body));
-        have_uart = true;
         break;
       }
       case kTagRtc: {
+        SPORE_TRY(follows({kTagUart}, "RTC"));
         SPORE_ASSIGN_OR_RETURN(s.rtc, Pl031::load(body));
-        have_rtc = true;
         break;
       }
       case kTagGeneration: {
+        SPORE_TRY(follows({kTagRtc}, "GENERATION"));
         SPORE_ASSIGN_OR_RETURN(s.generation, GenerationDevice::load(body));
-        have_gen = true;
         break;
       }
       case kTagVirtio: {
+        SPORE_TRY(follows({kTagGeneration, kTagVirtio}, "VIRTIO"));
         VirtioSlotState v;
         v.slot = body.u32();
         v.device_type = body.u32();
+        // One section per device, by increasing slot: a slot given twice
+        // would restore one device twice and leave another as it was.
+        if (body.ok() && !s.virtio.empty() && v.slot <= s.virtio.back().slot)
+          return corrupt("VIRTIO sections out of slot order or repeated");
         SPORE_ASSIGN_OR_RETURN(v.transport, virtio::MmioTransport::load(body));
         s.virtio.push_back(std::move(v));
         break;
       }
+      case kTagEnd:
+        if (at != kTagGeneration && at != kTagVirtio) return corrupt("a required section is missing");
+        ended = true;
+        break;
       default:
         return corrupt("unknown section");
     }
+    at = tag;
     if (!body.done()) return corrupt("section has trailing or missing bytes");
   }
   if (!ended || !d.done()) return corrupt("truncated or followed by garbage");
-  if (s.vcpus.empty() || !have_gic || !have_uart || !have_rtc || !have_gen) return corrupt("a required section is missing");
-  for (size_t i = 0; i < s.vcpus.size(); i++)
-    if (s.vcpus[i].index != i) return corrupt("vCPU sections out of order");
   return s;
 }
 
