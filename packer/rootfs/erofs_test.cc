@@ -24,6 +24,7 @@
 
 #include "base/fd.h"
 #include "base/log.h"
+#include "base/sha256.h"
 #include "packer/layers.h"
 
 using namespace spore;
@@ -477,6 +478,96 @@ TEST_CASE("same tree, same bytes, and different content, different UUID", "[pack
   write_image(d, tmp / "d");
   std::string di = slurp(tmp / "d");
   CHECK(bi.substr(1024 + 48, 16) != di.substr(1024 + 48, 16));
+}
+
+namespace {
+
+uint64_t le64(const std::string& b, size_t off) { return uint64_t{le32(b, off + 4)} << 32 | le32(b, off); }
+
+// The UUID as doc/rootfs-format.md defines it, computed from the image
+// alone (a second implementation of the rule, not the writer's code).
+std::string uuid_from_doc(const std::string& img) {
+  const size_t kSb = 1024, kBlk = 4096;
+  struct Ino {
+    uint64_t nid, size, ino, blkaddr;
+    size_t record, xattrs;
+    uint16_t mode;
+    bool inline_tail;
+    size_t body() const { return static_cast<size_t>(nid) * 32 + record + xattrs; }  // where the tail starts
+  };
+  auto inode = [&](uint64_t nid) {
+    size_t at = static_cast<size_t>(nid) * 32;
+    Ino i{};
+    i.nid = nid;
+    uint16_t format = le16(img, at);
+    i.record = (format & 1) ? 64 : 32;
+    uint16_t icount = le16(img, at + 2);
+    i.xattrs = icount ? 12 + 4 * (icount - 1u) : 0;
+    i.mode = le16(img, at + 4);
+    i.size = (format & 1) ? le64(img, at + 8) : le32(img, at + 8);
+    i.blkaddr = le32(img, at + 16);
+    i.ino = le32(img, at + 20);
+    i.inline_tail = ((format >> 1) & 7) == 2;
+    return i;
+  };
+  auto full_blocks = [&](const Ino& i) { return i.inline_tail ? i.size / kBlk : (i.size + kBlk - 1) / kBlk; };
+  // Every inode, found through the directories from the root.
+  std::map<uint64_t, Ino> by_nid;
+  std::vector<uint64_t> todo = {le16(img, kSb + 14)};
+  while (!todo.empty()) {
+    uint64_t nid = todo.back();
+    todo.pop_back();
+    if (by_nid.count(nid)) continue;
+    Ino i = inode(nid);
+    by_nid[nid] = i;
+    if (!S_ISDIR(i.mode)) continue;
+    std::vector<std::string> blocks;
+    for (uint64_t b = 0; b < full_blocks(i); b++) blocks.push_back(img.substr((i.blkaddr + b) * kBlk, kBlk));
+    if (i.inline_tail) blocks.push_back(img.substr(i.body(), i.size % kBlk));
+    for (const auto& blk : blocks) {
+      size_t count = le16(blk, 8) / 12;
+      for (size_t k = 0; k < count; k++) todo.push_back(le64(blk, k * 12));
+    }
+  }
+  Sha256 h;
+  // 1. In nid order: record, xattrs, inline tail.
+  for (const auto& [nid, i] : by_nid) {
+    size_t n = i.record + i.xattrs + (i.inline_tail ? i.size % kBlk : 0);
+    h.update(img.data() + nid * 32, n);
+  }
+  // 2. In inode-number order: directories' full blocks, symlinks' targets.
+  std::map<uint64_t, Ino> by_ino;
+  for (const auto& [nid, i] : by_nid) by_ino[i.ino] = i;
+  for (const auto& [ino, i] : by_ino) {
+    if (S_ISDIR(i.mode)) h.update(img.data() + i.blkaddr * kBlk, full_blocks(i) * kBlk);
+    if (S_ISLNK(i.mode) && !i.inline_tail) h.update(img.data() + i.blkaddr * kBlk, i.size);
+  }
+  // 3. The superblock without its checksum and UUID.
+  std::string sb = img.substr(kSb, 128);
+  sb.replace(4, 4, std::string(4, '\0'));
+  sb.replace(48, 16, std::string(16, '\0'));
+  h.update(sb.data(), sb.size());
+  Digest d = h.finish();
+  std::string uuid(reinterpret_cast<const char*>(d.data()), 16);
+  uuid[6] = static_cast<char>((uuid[6] & 0x0f) | 0x80);
+  uuid[8] = static_cast<char>((uuid[8] & 0x3f) | 0x80);
+  return uuid;
+}
+
+}  // namespace
+
+TEST_CASE("the UUID is the hash doc/rootfs-format.md describes", "[pack][erofs]") {
+  TempDir tmp;
+  Tree t = make_tree(tmp);
+  build_kitchen_sink(t);
+  write_image(t, tmp / "img");
+  std::string img = slurp(tmp / "img");
+  CHECK(uuid_from_doc(img) == img.substr(1024 + 48, 16));
+  Tree small = make_tree(tmp);
+  add_file(small, "a", "x");
+  write_image(small, tmp / "small");
+  img = slurp(tmp / "small");
+  CHECK(uuid_from_doc(img) == img.substr(1024 + 48, 16));
 }
 
 TEST_CASE("invalid trees are refused and leave the old image untouched", "[pack][erofs]") {
