@@ -315,7 +315,10 @@ int supervise(Options& o) {
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     remove_partial(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (WIFEXITED(status)) return WEXITSTATUS(status);  // the builder said why
+    std::fprintf(stderr, "spore-pack: the packing process was killed by signal %d; nothing written\n",
+                 WTERMSIG(status));
+    return 128 + WTERMSIG(status);
   }
   Status c = commit(p);
   remove_partial(p);

@@ -49,7 +49,7 @@ struct Ran {
 struct PackOpts {
   std::string tmpdir;                      // TMPDIR for spore-pack; empty: inherited
   std::function<void(pid_t)> before_exec;  // in the child, with spore-pack's pid-to-be
-  std::function<bool()> signal_when;       // polled; the signal goes once it says so
+  std::function<bool(pid_t)> signal_when;  // polled with spore-pack's pid; the signal goes once it says so
   int signal = SIGINT;
 };
 
@@ -76,7 +76,7 @@ Ran run_pack(std::vector<std::string> args, const PackOpts& po = {}) {
   for (;;) {
     pid_t r = ::waitpid(pid, &st, po.signal_when && !ran.interrupted ? WNOHANG : 0);
     if (r == pid) break;
-    if (po.signal_when()) {
+    if (po.signal_when(pid)) {
       ran.interrupted = ::waitpid(pid, &st, WNOHANG) == 0;  // still running: the signal lands mid-pack
       if (!ran.interrupted) break;
       ::kill(pid, po.signal);
@@ -205,22 +205,22 @@ TEST_CASE("spore-pack: an interrupted pack leaves nothing behind", "[pack][cli]"
     }
     CHECK(fs::is_empty(tmp));
   };
+  auto has = [](const std::string& dir, const std::string& part) {
+    for (auto& e : fs::directory_iterator(dir))
+      if (e.path().filename().string().find(part) != std::string::npos) return true;
+    return false;
+  };
   // Level 19 makes the compression long enough that the signal lands inside it.
   const std::vector<std::string> args = {"dir:" + demo_rootfs(), "-o", out + "/app", "-q", "--compression", "19"};
 
   SECTION("at the points that matter, the interruption proven") {
     struct Point {
       const char* what;
-      std::function<bool()> reached;
-    };
-    auto has = [](const std::string& dir, const std::string& part) {
-      for (auto& e : fs::directory_iterator(dir))
-        if (e.path().filename().string().find(part) != std::string::npos) return true;
-      return false;
+      std::function<bool(pid_t)> reached;
     };
     std::vector<Point> points = {
-        {"the work directory exists", [&] { return has(tmp, "spore-pack-"); }},
-        {"the sidecar is being written", [&] { return has(out, ".spore.tmp-"); }},
+        {"the work directory exists", [&](pid_t) { return has(tmp, "spore-pack-"); }},
+        {"the sidecar is being written", [&](pid_t) { return has(out, ".spore.tmp-"); }},
     };
     for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
       for (const auto& p : points) {
@@ -235,12 +235,33 @@ TEST_CASE("spore-pack: an interrupted pack leaves nothing behind", "[pack][cli]"
     }
   }
 
+  SECTION("the packing process killed (the OOM killer, kill -9): nothing left either") {
+    reset();
+    bool killed = false;
+    Ran r = run_pack(args, {.tmpdir = tmp, .signal_when = [&](pid_t pack) {
+                              // Mid-way (the sidecar being written), its builder, the only child, dies.
+                              if (killed || !has(out, ".spore.tmp-")) return false;
+                              std::string p = std::to_string(pack);
+                              std::ifstream children("/proc/" + p + "/task/" + p + "/children");
+                              pid_t builder = 0;
+                              children >> builder;
+                              killed = builder > 0 && ::kill(builder, SIGKILL) == 0;
+                              return false;
+                            }});
+    INFO(r.err);
+    REQUIRE(killed);
+    CHECK(r.status == 128 + SIGKILL);
+    CHECK_THAT(r.err, Catch::Contains("killed by signal 9; nothing written"));
+    CHECK(fs::is_empty(out));
+    CHECK(fs::is_empty(tmp));
+  }
+
   SECTION("at arbitrary times: all or nothing") {
     for (int ms : {20, 100, 300, 900, 2500}) {
       INFO("SIGINT after " << ms << " ms");
       reset();
       auto start = std::chrono::steady_clock::now();
-      Ran r = run_pack(args, {.tmpdir = tmp, .signal_when = [&] {
+      Ran r = run_pack(args, {.tmpdir = tmp, .signal_when = [&](pid_t) {
                             return std::chrono::steady_clock::now() - start > std::chrono::milliseconds(ms);
                           }});
       check(r, SIGINT);
