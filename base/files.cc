@@ -147,9 +147,9 @@ Result<UniqueFd> create_new_file(const std::string& path, mode_t mode) {
 }
 
 Status write_file_atomic(const std::string& path, const std::string& data, mode_t mode) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  std::string tmp = temp_name_for(path);
   {
-    SPORE_ASSIGN_OR_RETURN(UniqueFd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode));
+    SPORE_ASSIGN_OR_RETURN(UniqueFd fd, create_new_file(tmp, mode));
     auto s = write_all(fd.get(), data.data(), data.size());
     if (!s.ok()) {
       ::unlink(tmp.c_str());

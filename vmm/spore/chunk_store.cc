@@ -37,9 +37,9 @@ Result<uint64_t> ChunkStore::put(const Digest& d, const uint8_t* data, size_t le
   std::vector<uint8_t> out(ZSTD_compressBound(len));
   size_t n = ZSTD_compress(out.data(), out.size(), data, len, level);
   if (ZSTD_isError(n)) return make_error(ErrorKind::kInternal, std::string("zstd: ") + ZSTD_getErrorName(n));
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  std::string tmp = temp_name_for(path);
   {
-    SPORE_ASSIGN_OR_RETURN(UniqueFd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0444));
+    SPORE_ASSIGN_OR_RETURN(UniqueFd fd, create_new_file(tmp, 0444));
     auto w = write_all(fd.get(), out.data(), n);
     if (!w.ok()) {
       ::unlink(tmp.c_str());

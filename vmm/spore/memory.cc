@@ -8,6 +8,7 @@
 
 #include "base/codec.h"
 #include "base/fd.h"
+#include "base/files.h"
 #include "base/strings.h"
 
 namespace spore::vmm {
@@ -97,8 +98,8 @@ Result<MemoryIndex> capture_memory(const uint8_t* ram, uint64_t ram_size, uint32
 }
 
 Status materialize_memory(const MemoryIndex& idx, const ChunkSource& store, const std::string& path) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  SPORE_ASSIGN_OR_RETURN(UniqueFd fd, open_file(tmp, O_RDWR | O_CREAT | O_TRUNC, 0444));
+  std::string tmp = temp_name_for(path);
+  SPORE_ASSIGN_OR_RETURN(UniqueFd fd, open_file(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444));
   auto fail = [&](Error e) {
     ::unlink(tmp.c_str());
     return e;

@@ -1,6 +1,7 @@
 #include "vmm/spore/spore.h"
 
 #include <fcntl.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 
@@ -103,9 +104,11 @@ Result<std::unique_ptr<SporeWriter>> SporeWriter::begin(const std::string& dir, 
   if (path_exists(target) && !(is_dir(target) && is_empty_dir(target)))
     return make_error(ErrorKind::kUsage, dir + " already exists; choose a new directory for the spore");
   w->dir_ = target;
-  w->tmp_ = w->dir_ + ".tmp-" + std::to_string(::getpid());
-  SPORE_TRY(remove_tree(w->tmp_));
-  SPORE_TRY(make_dirs(w->tmp_));
+  // A new private directory beside the target (mkdtemp: a name nobody can
+  // predict or plant a link at), renamed into place by commit().
+  std::string tmpl = w->dir_ + ".tmp-XXXXXX";
+  if (!::mkdtemp(tmpl.data())) return errno_error("creating a directory beside " + w->dir_);
+  w->tmp_ = tmpl;
   std::string store_path;
   if (store_dir.empty()) {
     store_path = w->tmp_ + "/chunks";

@@ -426,6 +426,19 @@ TEST_CASE("spores are written atomically, verified on read, and forked as metada
     CHECK_FALSE(fs::exists(t.path + "/abandoned"));
     for (const auto& e : fs::directory_iterator(t.path)) CHECK(e.path().filename() == "s");
   }
+  SECTION("a link planted at the old predictable work name is never followed") {
+    // Another local user could create <dir>.tmp-<pid> before us.
+    fs::create_directories(t.path + "/victim");
+    fs::create_directory_symlink(t.path + "/victim", t.path + "/planted.tmp-" + std::to_string(::getpid()));
+    {
+      auto w = SporeWriter::begin(t.path + "/planted", "");
+      REQUIRE(w.ok());
+      REQUIRE((*w)->commit(m, "STATE", "").ok());
+    }
+    CHECK(fs::exists(t.path + "/planted/state.bin"));
+    CHECK(fs::is_empty(t.path + "/victim"));
+    CHECK(fs::is_symlink(t.path + "/planted.tmp-" + std::to_string(::getpid())));
+  }
   SECTION("an existing spore is not overwritten") {
     CHECK_FALSE(SporeWriter::begin(dir, "").ok());
   }
