@@ -159,6 +159,34 @@ TEST_CASE("spore-pack: flags are recorded in the app config", "[pack][cli]") {
   CHECK(cfg->warm == std::vector<std::string>{"/bin/sh", "-c", "true"});
 }
 
+TEST_CASE("spore-pack: --name is the app's name, --no-seal skips sealing and its note", "[pack][cli]") {
+  TempDir t;
+  auto named = run_pack({"dir:" + demo_rootfs(), "-o", t.path + "/app", "--name", "my-tool"});
+  REQUIRE(named.status == 0);
+  auto r = bundle::Reader::open(t.path + "/app.spore");
+  REQUIRE(r.ok());
+  auto cfg = bundle::decode_app_config(*(*r)->read(*(*r)->find(bundle::SectionType::kConfig), 1 << 20));
+  REQUIRE(cfg.ok());
+  CHECK(cfg->name == "my-tool");
+  auto dflt = run_pack({"dir:" + demo_rootfs(), "-o", t.path + "/other", "-q"});
+  REQUIRE(dflt.status == 0);
+  auto r2 = bundle::Reader::open(t.path + "/other.spore");
+  REQUIRE(r2.ok());
+  CHECK(bundle::decode_app_config(*(*r2)->read(*(*r2)->find(bundle::SectionType::kConfig), 1 << 20))->name ==
+        "other");
+
+  // This host cannot seal (x86_64, or no usable /dev/kvm): without
+  // --no-seal one line says the first run will; with it, nothing does.
+  CHECK_THAT(named.err, Catch::Contains("will seal the warm spore"));
+  CHECK_FALSE((*r)->has_spore());
+  auto no_seal = run_pack({"dir:" + demo_rootfs(), "-o", t.path + "/third", "--no-seal"});
+  REQUIRE(no_seal.status == 0);
+  CHECK(no_seal.err.find("seal") == std::string::npos);
+  auto r3 = bundle::Reader::open(t.path + "/third.spore");
+  REQUIRE(r3.ok());
+  CHECK_FALSE((*r3)->has_spore());
+}
+
 TEST_CASE("spore-pack: errors leave no output and say what is wrong", "[pack][cli]") {
   TempDir t;
   // (TMPDIR is this test's own: nothing may stay there either.)

@@ -23,6 +23,18 @@ TEST_CASE("exit codes pass through, including death by signal", "[vm]") {
   CHECK(k.status == 128 + 15);
 }
 
+TEST_CASE("a guest not ready within --boot-timeout: exit 75, one line, nothing left", "[vm]") {
+  // No kernel reaches its agent in a millisecond, on any machine.
+  auto r = vm_run({"true"}, {"--boot-timeout", "1ms"});
+  CHECK(r.status == 75);
+  REQUIRE(r.err.rfind("spore-vm: ", 0) == 0);
+  CHECK_THAT(r.err.substr(0, r.err.find('\n')), Catch::Contains("did not report ready"));
+  // Only console lines (marked) may follow the one message line.
+  std::string rest = r.err.substr(r.err.find('\n') + 1);
+  for (size_t at = 0; at < rest.size(); at = rest.find('\n', at) + 1) CHECK(rest.compare(at, 4, "  | ") == 0);
+  CHECK(r.out.empty());
+}
+
 TEST_CASE("stderr is kept apart from stdout", "[vm]") {
   auto r = vm_run({"sh", "-c", "echo to-out; echo to-err >&2; echo more-out"});
   CHECK(r.status == 0);
