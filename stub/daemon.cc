@@ -36,6 +36,9 @@ constexpr int kStartTimeoutMs = 200'000;
 // another monitor holds it (probers hold it only while they clean up).
 constexpr int kLockTries = 20;
 constexpr int kLockRetryMs = 50;
+// Connections the monitor serves at once (each has a thread). Above the
+// guest agent's own session limit, so that one is what execs meet first.
+constexpr size_t kMaxClients = 320;
 
 std::string sanitize(const std::string& name) {
   std::string out;
@@ -199,6 +202,7 @@ class Monitor {
   std::atomic<uint64_t> served_{0};
   std::mutex mu_;
   std::set<int> client_fds_;
+  size_t pending_clients_ = 0;  // accepted, thread not yet registered
   // One connection to the agent made ahead of time, so that an EXEC does
   // not wait for the vsock handshake (an idle session costs the agent
   // nothing: it waits for the request like any other).
@@ -295,6 +299,7 @@ void Monitor::proxy(int a, int b) {
 void Monitor::client(UniqueFd fd) {
   {
     std::lock_guard<std::mutex> g(mu_);
+    pending_clients_--;
     client_fds_.insert(fd.get());
   }
   auto line = read_line(fd.get(), 64, 10'000);
@@ -349,7 +354,20 @@ void Monitor::serve() {
     }
     if (fds[0].revents) {
       int c = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-      if (c >= 0) std::thread([this, c] { client(UniqueFd(c)); }).detach();
+      if (c < 0) continue;
+      bool full;
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        full = client_fds_.size() + pending_clients_ >= kMaxClients;
+        if (!full) pending_clients_++;
+      }
+      if (full) {  // a thread per client, so a cap on clients
+        UniqueFd refused(c);
+        std::string busy = strfmt("ERR the daemon is busy: %zu clients already\n", kMaxClients);
+        (void)write_all(refused.get(), busy.data(), busy.size());
+        continue;
+      }
+      std::thread([this, c] { client(UniqueFd(c)); }).detach();
     }
   }
   // Stop taking work, end the sessions (their commands are killed by the

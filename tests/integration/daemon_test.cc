@@ -1,10 +1,14 @@
 // End-to-end: daemon mode (doc/apps.md): one warm VM per app and user,
 // started, used, stopped, killed and raced as users and scripts do.
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <thread>
@@ -179,5 +183,49 @@ TEST_CASE("daemon: the runtime directory is XDG_RUNTIME_DIR/spore or /tmp/spore-
     CHECK_THAT(r.err, Catch::Contains("not a private directory owned by you"));
     CHECK(app({"exec", "true"}).status == 69);
   }
+  CHECK(nothing_left_running(app.dir));
+}
+
+TEST_CASE("daemon: clients beyond the monitor's cap are refused at once, and it keeps serving", "[app][daemon]") {
+  AppCopy app = sealed_bundle_copy();
+  REQUIRE(app({"start"}).status == 0);
+  std::string sock;
+  for (auto& e : fs::directory_iterator(app.runtime + "/spore"))
+    if (e.path().extension() == ".sock") sock = e.path();
+  REQUIRE_FALSE(sock.empty());
+  // Connections that never say what they want: each holds a monitor thread
+  // until its 10 s request deadline.
+  std::vector<int> held;
+  for (int i = 0; i < 400; i++) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, sock.c_str(), sock.size() + 1);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    held.push_back(fd);
+  }
+  // Those answered without being asked were refused. (Well inside the
+  // held ones' 10 s deadline: wait for the last refusal, then look.)
+  pollfd last{held.back(), POLLIN, 0};
+  CHECK(::poll(&last, 1, 5000) == 1);
+  std::string refusal;
+  size_t refused = 0;
+  for (int fd : held) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) continue;
+    char buf[256];
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) continue;
+    if (refusal.empty()) refusal.assign(buf, static_cast<size_t>(n));
+    refused++;
+  }
+  CHECK(refused == held.size() - 320);
+  CHECK_THAT(refusal, Catch::StartsWith("ERR the daemon is busy"));
+  for (int fd : held) ::close(fd);
+  auto e = app({"exec", "echo", "still-serving"});
+  CHECK(e.status == 0);
+  CHECK(e.out == "still-serving\n");
+  CHECK(app({"stop"}).status == 0);
   CHECK(nothing_left_running(app.dir));
 }
