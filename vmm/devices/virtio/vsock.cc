@@ -18,6 +18,11 @@ constexpr size_t kTxQueue = 1;
 constexpr size_t kEventQueue = 2;
 // Host bytes buffered per connection ahead of the guest's rings.
 constexpr size_t kFromHostCap = 256 << 10;
+// Guest bytes already written to the host socket are cut from the front of
+// a connection's buffer once this many have accumulated, so a stream whose
+// host reader never quite catches up does not grow it: what stays is at most
+// this plus the guest's credit (kBufAlloc).
+constexpr size_t kToHostCompactAt = 64 << 10;
 
 Result<std::pair<UniqueFd, UniqueFd>> make_socketpair() {
   int sv[2];
@@ -62,11 +67,25 @@ Result<UniqueFd> Vsock::connect_wait(uint32_t guest_port, int timeout_ms) {
   return future.get();
 }
 
-void Vsock::listen(uint32_t host_port, AcceptCallback cb) {
+void Vsock::listen(uint32_t host_port, AcceptCallback cb, bool once) {
   // Synchronous, so a listener registered before the vCPUs start can never
   // miss the guest's first connection.
   std::lock_guard<std::mutex> g(mu());
-  listeners_[host_port] = std::move(cb);
+  listeners_[host_port] = Listener{std::move(cb), once};
+}
+
+void Vsock::unlisten(uint32_t host_port) {
+  // Accept callbacks run with this lock held: once we have it, none is
+  // running, and none can start after the erase.
+  AcceptCallback gone;
+  {
+    std::lock_guard<std::mutex> g(mu());
+    auto it = listeners_.find(host_port);
+    if (it == listeners_.end()) return;
+    gone = std::move(it->second.cb);
+    listeners_.erase(it);
+  }
+  // gone's captures are destroyed here, outside the lock.
 }
 
 void Vsock::start_connect(uint32_t guest_port, ConnectCallback cb) {
@@ -76,6 +95,10 @@ void Vsock::start_connect(uint32_t guest_port, ConnectCallback cb) {
   }
   if (conns_.size() >= kMaxConnections) {
     cb(make_error(ErrorKind::kUnavailable, "too many vsock connections"));
+    return;
+  }
+  if (control_full()) {
+    cb(make_error(ErrorKind::kUnavailable, "the guest is not taking vsock packets (no receive buffers)"));
     return;
   }
   uint32_t port = 0;
@@ -128,6 +151,28 @@ uint32_t Vsock::peer_credit(const Conn& c) const {
   return in_flight >= c.peer_buf_alloc ? 0 : c.peer_buf_alloc - in_flight;
 }
 
+bool Vsock::control_full() const { return control_.size() >= kMaxPendingControl; }
+
+void Vsock::queue_control(const VsockHeader& h) {
+  if (control_full()) {
+    LOG_GUEST("virtio-vsock: the guest takes no packets; not answering port %u", h.dst_port);
+    return;
+  }
+  control_.push_back(h);
+}
+
+// A connection that is gone has nothing left to say: a REQUEST or RESPONSE
+// still waiting for a guest buffer would only earn an RST back.
+void Vsock::forget_control(Key key) {
+  std::erase_if(control_, [&](const VsockHeader& h) { return h.src_port == key.first && h.dst_port == key.second; });
+}
+
+size_t Vsock::buffered_bytes() const {
+  size_t n = control_.size() * sizeof(VsockHeader);
+  for (const auto& [key, c] : conns_) n += c.to_host.size() + c.from_host.size();
+  return n;
+}
+
 void Vsock::queue_rst(uint32_t host_port, uint32_t guest_port) {
   VsockHeader h{};
   h.src_cid = kVsockHostCid;
@@ -151,6 +196,7 @@ void Vsock::drop(Key key, bool send_rst) {
   if (c.handler) loop_.remove(c.handler);
   ConnectCallback pending = std::move(c.on_connect);
   conns_.erase(it);
+  forget_control(key);
   if (send_rst) queue_rst(key.first, key.second);
   if (pending)
     pending(make_error(ErrorKind::kUnavailable,
@@ -216,6 +262,9 @@ void Vsock::flush_to_host(Conn& c) {
     c.to_host.clear();
     c.to_host_off = 0;
     if (c.guest_done_sending) ::shutdown(c.fd.get(), SHUT_WR);
+  } else if (c.to_host_off >= kToHostCompactAt) {
+    c.to_host.erase(0, c.to_host_off);
+    c.to_host_off = 0;
   }
   // Tell the guest about freed room before it stalls for lack of credit.
   if (c.fwd_cnt - c.fwd_cnt_sent >= kBufAlloc / 4) c.credit_update_due = true;
@@ -395,6 +444,10 @@ void Vsock::handle_packet(const VsockHeader& h, const DescChain& chain) {
         queue_rst(host_port, guest_port);
         return;
       }
+      if (control_full()) {
+        LOG_GUEST("virtio-vsock: the guest takes no packets; ignoring its connection to port %u", host_port);
+        return;
+      }
       auto pair = make_socketpair();
       if (!pair.ok()) {
         LOG_WARN("vsock: %s", pair.error().message.c_str());
@@ -417,7 +470,13 @@ void Vsock::handle_packet(const VsockHeader& h, const DescChain& chain) {
       n.handler = *id;
       queue_control(header_for(n, kOpResponse));
       update_interest(n);
-      l->second(std::move(pair->second), guest_port);
+      if (l->second.once) {
+        AcceptCallback cb = std::move(l->second.cb);
+        listeners_.erase(l);
+        cb(std::move(pair->second), guest_port);
+      } else {
+        l->second.cb(std::move(pair->second), guest_port);
+      }
       return;
     }
     case kOpResponse: {

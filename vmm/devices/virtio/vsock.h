@@ -61,6 +61,11 @@ class Vsock final : public Device {
   static constexpr uint32_t kBufAlloc = 256 << 10;
   static constexpr size_t kMaxConnections = 256;
   static constexpr uint32_t kMaxPacketData = 64 << 10;
+  // Control packets (REQUEST, RESPONSE, RST) waiting for guest rx buffers.
+  // A guest that posts none cannot make us queue more: its new connections
+  // go unanswered (its connect times out), stray packets get no RST, and
+  // host connects fail.
+  static constexpr size_t kMaxPendingControl = 2 * kMaxConnections;
 
   Vsock(uint64_t guest_cid, EventLoop& loop);
   ~Vsock() override;
@@ -70,8 +75,14 @@ class Vsock final : public Device {
   void connect(uint32_t guest_port, ConnectCallback cb);
   // Blocking form for threads other than the loop's.
   Result<UniqueFd> connect_wait(uint32_t guest_port, int timeout_ms);
-  // Accepts guest connections to host_port.
-  void listen(uint32_t host_port, AcceptCallback cb);
+  // Accepts guest connections to host_port until unlisten(host_port). With
+  // once, only the first: the listener is gone before cb runs, and later
+  // connections are reset as if nobody listened.
+  void listen(uint32_t host_port, AcceptCallback cb, bool once = false);
+  // Removes host_port's listener, if any. Once it returns the callback is
+  // not running and never runs again, so whatever it refers to may go away.
+  // Not from inside an accept callback.
+  void unlisten(uint32_t host_port);
 
   // Device
   uint32_t type() const override { return kTypeVsock; }
@@ -83,7 +94,12 @@ class Vsock final : public Device {
   void reset() override;
   void notify(size_t q) override;
 
+  // What the device holds on the guest's behalf (call with the transport
+  // lock held): connections, control packets waiting for a guest rx buffer,
+  // and bytes buffered in either direction.
   size_t connection_count() const { return conns_.size(); }
+  size_t pending_control() const { return control_.size(); }
+  size_t buffered_bytes() const;
 
   // After a restore: tells the guest that every connection it had is gone
   // (VIRTIO_VSOCK_EVENT_TRANSPORT_RESET). New host connections wait until
@@ -109,7 +125,7 @@ class Vsock final : public Device {
     ConnectCallback on_connect;  // host-initiated, until RESPONSE or RST
     UniqueFd peer_end;           // handed to on_connect once established
     // guest -> host
-    std::string to_host;  // received, not yet written to fd
+    std::string to_host;  // received; bytes from to_host_off on are not yet written to fd
     size_t to_host_off = 0;
     uint32_t rx_cnt = 0;        // bytes received from the guest
     uint32_t fwd_cnt = 0;       // bytes written to fd
@@ -127,12 +143,18 @@ class Vsock final : public Device {
     bool credit_update_due = false;
   };
   using Key = std::pair<uint32_t, uint32_t>;  // host port, guest port
+  struct Listener {
+    AcceptCallback cb;
+    bool once = false;
+  };
 
   std::mutex& mu();
   VsockHeader header_for(const Conn& c, uint16_t op) const;
   uint32_t peer_credit(const Conn& c) const;
-  void queue_control(const VsockHeader& h) { control_.push_back(h); }
+  bool control_full() const;
+  void queue_control(const VsockHeader& h);
   void queue_rst(uint32_t host_port, uint32_t guest_port);
+  void forget_control(Key key);
   Conn* find(uint32_t host_port, uint32_t guest_port);
   void drop(Key key, bool send_rst);
   void drop_all();
@@ -154,7 +176,7 @@ class Vsock final : public Device {
   EventLoop& loop_;
   Key last_served_{0, 0};  // round-robin position among connections
   std::map<Key, Conn> conns_;
-  std::map<uint32_t, AcceptCallback> listeners_;
+  std::map<uint32_t, Listener> listeners_;
   std::deque<VsockHeader> control_;
   std::deque<std::pair<uint32_t, ConnectCallback>> pending_connects_;  // before the driver is up
   uint32_t next_ephemeral_ = 49152;

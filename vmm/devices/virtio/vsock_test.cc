@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 
 #include "tests/virtio_driver.h"
@@ -321,4 +322,159 @@ TEST_CASE("vsock: config space reports the guest CID", "[virtio][vsock]") {
   CHECK(cid == kCid);
   CHECK(r.drv->reg(0x008) == kTypeVsock);
   CHECK(r.drv->reg(0x000) == 0x74726976);
+}
+
+namespace {
+
+size_t open_fds() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) n++;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("vsock: a removed listener is never called again and its port resets new connections",
+          "[virtio][vsock]") {
+  VsockRig r;
+  // The callback refers to an object that goes away, as AgentReady's did.
+  auto owner = std::make_unique<std::vector<UniqueFd>>();
+  auto* accepted = owner.get();
+  r.vsock->listen(1025, [accepted](UniqueFd fd, uint32_t) { accepted->push_back(std::move(fd)); });
+  r.post_rx(16);
+  r.send(r.guest_header(5000, 1025, kOpRequest));
+  REQUIRE(r.received().size() == 1);
+  CHECK(accepted->size() == 1);
+
+  r.vsock->unlisten(1025);
+  std::vector<UniqueFd> keep = std::move(*owner);  // the first connection stays open
+  owner.reset();
+  r.send(r.guest_header(5001, 1025, kOpRequest));
+  auto pk = r.received();
+  REQUIRE(pk.size() == 1);
+  CHECK(pk[0].h.op == kOpRst);
+  CHECK(pk[0].h.dst_port == 5001);
+  r.vsock->unlisten(1025);  // again: harmless
+}
+
+TEST_CASE("vsock: a once-listener takes the first connection only, later ones are reset and cost no host fd",
+          "[virtio][vsock]") {
+  VsockRig r;
+  std::vector<UniqueFd> accepted;
+  r.vsock->listen(1025, [&](UniqueFd fd, uint32_t) { accepted.push_back(std::move(fd)); }, /*once=*/true);
+  r.post_rx(32);
+  r.send(r.guest_header(5000, 1025, kOpRequest));
+  auto pk = r.received();
+  REQUIRE(pk.size() == 1);
+  CHECK(pk[0].h.op == kOpResponse);
+  REQUIRE(accepted.size() == 1);
+
+  size_t fds_before = open_fds();
+  for (uint32_t i = 0; i < 200; i++) {
+    r.send(r.guest_header(6000 + i, 1025, kOpRequest));
+    pk = r.received();
+    REQUIRE(pk.size() == 1);
+    CHECK(pk[0].h.op == kOpRst);
+    r.post_rx(1);
+  }
+  CHECK(accepted.size() == 1);
+  CHECK(r.vsock->connection_count() == 1);
+  CHECK(open_fds() == fds_before);
+}
+
+TEST_CASE("vsock: a guest that posts no receive buffers cannot grow the control queue", "[virtio][vsock]") {
+  VsockRig r;
+  r.vsock->listen(1025, [](UniqueFd, uint32_t) {});
+  // No rx buffers: every answer the device owes the guest waits in the queue.
+  SECTION("connections to a port nobody listens on") {
+    for (uint32_t i = 0; i < 3 * Vsock::kMaxPendingControl; i++) r.send(r.guest_header(7000 + i, 7777, kOpRequest));
+    CHECK(r.vsock->pending_control() <= Vsock::kMaxPendingControl);
+  }
+  SECTION("connect and reset, over and over, to a listening port") {
+    for (uint32_t i = 0; i < 3 * Vsock::kMaxPendingControl; i++) {
+      r.send(r.guest_header(7000 + i, 1025, kOpRequest));
+      r.send(r.guest_header(7000 + i, 1025, kOpRst));
+    }
+    // Each RESPONSE was for a connection the guest has already reset.
+    CHECK(r.vsock->pending_control() == 0);
+    CHECK(r.vsock->connection_count() == 0);
+  }
+  SECTION("host connects fail instead of queueing once the queue is full") {
+    for (uint32_t i = 0; i < Vsock::kMaxPendingControl; i++) r.send(r.guest_header(7000 + i, 7777, kOpRequest));
+    std::optional<Result<UniqueFd>> result;
+    r.vsock->connect(1024, [&](Result<UniqueFd> fd) { result = std::move(fd); });
+    r.g.poll();
+    REQUIRE(result.has_value());
+    CHECK_FALSE(result->ok());
+    CHECK(r.vsock->pending_control() <= Vsock::kMaxPendingControl);
+  }
+  // Once the guest posts buffers, the queue drains and the device answers again.
+  for (int i = 0; i < 100 && r.vsock->pending_control() > 0; i++) {
+    r.post_rx(8);
+    r.received();
+  }
+  REQUIRE(r.vsock->pending_control() == 0);
+  r.send(r.guest_header(9000, 7777, kOpRequest));
+  r.post_rx(1);
+  auto pk = r.received();
+  REQUIRE(pk.size() == 1);
+  CHECK(pk[0].h.op == kOpRst);
+  CHECK(pk[0].h.dst_port == 9000);
+}
+
+TEST_CASE("vsock: a steady guest stream to a slower host reader stays within the guest's credit",
+          "[virtio][vsock]") {
+  VsockRig r;
+  std::optional<UniqueFd> accepted;
+  r.vsock->listen(1025, [&](UniqueFd fd, uint32_t) { accepted = std::move(fd); });
+  r.post_rx(32);
+  r.send(r.guest_header(6000, 1025, kOpRequest));
+  REQUIRE(r.received().size() == 1);
+  REQUIRE(accepted.has_value());
+  REQUIRE(set_nonblocking(accepted->get()).ok());
+
+  // One header + payload area, reused by every packet (guest memory is small).
+  const uint64_t hdr = r.g.alloc(sizeof(VsockHeader));
+  const uint64_t data = r.g.alloc(Vsock::kMaxPacketData);
+  auto pattern = [](uint64_t i) { return static_cast<char>((i * 7 + i / 251) & 0xff); };
+  uint64_t sent = 0, got = 0, guest_fwd = 0;
+  size_t max_buffered = 0;
+  bool intact = true;
+  char buf[16 << 10];
+  for (int round = 0; round < 400; round++) {
+    // The guest sends whatever its credit allows.
+    uint64_t credit = Vsock::kBufAlloc - (sent - guest_fwd);
+    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(credit, Vsock::kMaxPacketData));
+    if (n > 0) {
+      auto h = r.guest_header(6000, 1025, kOpRw);
+      h.len = n;
+      std::memcpy(r.g.host(hdr), &h, sizeof h);
+      for (uint32_t k = 0; k < n; k++) r.g.host(data)[k] = static_cast<uint8_t>(pattern(sent + k));
+      r.drv->add(1, {{hdr, sizeof h, false}, {data, n, false}});
+      r.drv->kick(1);
+      sent += n;
+    }
+    // The host reads less than that each time.
+    ssize_t k = ::read(accepted->get(), buf, sizeof buf);
+    for (ssize_t j = 0; j < k; j++) intact &= buf[j] == pattern(got + static_cast<uint64_t>(j));
+    if (k > 0) got += static_cast<uint64_t>(k);
+    r.g.poll();
+    // Credit updates come back in rx buffers: track them, give the buffers back.
+    auto pk = r.received();
+    for (auto& p : pk) {
+      REQUIRE(p.h.op != kOpRst);
+      guest_fwd = p.h.fwd_cnt;
+    }
+    if (!pk.empty()) r.post_rx(static_cast<int>(pk.size()));
+    {
+      std::lock_guard<std::mutex> g(r.transport->lock());
+      max_buffered = std::max(max_buffered, r.vsock->buffered_bytes());
+    }
+  }
+  INFO("sent " << sent << ", host read " << got << ", most buffered " << max_buffered);
+  CHECK(intact);
+  CHECK(got >= (4u << 20));                    // the stream really moved, several times the credit
+  CHECK(sent - got > Vsock::kBufAlloc);        // and the host reader really lagged behind
+  CHECK(max_buffered <= Vsock::kBufAlloc + 2 * Vsock::kMaxPacketData);
+  CHECK(r.vsock->connection_count() == 1);
 }
