@@ -24,6 +24,12 @@ namespace {
 
 Error lost(const std::string& why) { return make_error(ErrorKind::kGuest, "agent connection " + why); }
 
+int64_t mono_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000ll + ts.tv_nsec / 1'000'000;
+}
+
 }  // namespace
 
 std::optional<std::pair<uint16_t, uint16_t>> terminal_size(int fd) {
@@ -49,29 +55,37 @@ RawTerminal::~RawTerminal() {
   delete saved_;
 }
 
+Result<std::optional<proto::Hello>> take_hello(proto::FrameReader& reader) {
+  auto f = reader.next();
+  if (!f.ok()) return std::move(f).error();
+  if (!*f) return std::optional<proto::Hello>();
+  if ((*f)->type != static_cast<uint16_t>(proto::Type::kHello))
+    return make_error(ErrorKind::kProtocol,
+                      strfmt("expected HELLO from the agent, got %s", proto::type_name((*f)->type)));
+  auto h = proto::decode_hello((*f)->payload);
+  if (!h.ok()) return std::move(h).error();
+  if (h->version != proto::kVersion)
+    return make_error(ErrorKind::kProtocol,
+                      strfmt("guest agent speaks protocol %u, this host speaks %u", h->version, proto::kVersion));
+  return std::optional<proto::Hello>(std::move(*h));
+}
+
 Result<proto::Hello> read_hello(int fd, int timeout_ms) {
+  const int64_t deadline = mono_ms() + timeout_ms;
   proto::FrameReader reader;
   char buf[4096];
   for (;;) {
-    auto f = reader.next();
-    if (!f.ok()) return std::move(f).error();
-    if (*f) {
-      if ((*f)->type != static_cast<uint16_t>(proto::Type::kHello))
-        return make_error(ErrorKind::kProtocol, strfmt("expected HELLO from the agent, got %s",
-                                                       proto::type_name((*f)->type)));
-      auto h = proto::decode_hello((*f)->payload);
-      if (!h.ok()) return std::move(h).error();
-      if (h->version != proto::kVersion)
-        return make_error(ErrorKind::kProtocol, strfmt("guest agent speaks protocol %u, this host speaks %u",
-                                                       h->version, proto::kVersion));
-      return h;
-    }
+    SPORE_ASSIGN_OR_RETURN(std::optional<proto::Hello> h, take_hello(reader));
+    if (h) return std::move(*h);
+    int64_t left = deadline - mono_ms();
+    if (left <= 0) return make_error(ErrorKind::kTimeout, "timed out waiting for the agent's HELLO");
     pollfd p{fd, POLLIN, 0};
-    int r = ::poll(&p, 1, timeout_ms);
+    int r = ::poll(&p, 1, static_cast<int>(left));
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return make_error(ErrorKind::kTimeout, "timed out waiting for the agent's HELLO");
+    if (r < 0) return errno_error("poll");
+    if (r == 0) continue;
     ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n <= 0) return lost("closed before HELLO");
     reader.feed(buf, static_cast<size_t>(n));
   }

@@ -46,8 +46,12 @@ int session_exit_status(const Result<ExecOutcome>& outcome, const std::string& p
 // HUP, QUIT, WINCH) before any thread starts, and returns a signalfd for them.
 UniqueFd block_forwarded_signals();
 
-// Reads the agent's HELLO from a connection to the ready port.
+// Reads the agent's HELLO from a connection to the ready port, within
+// timeout_ms in all (a peer trickling bytes does not extend it).
 Result<proto::Hello> read_hello(int fd, int timeout_ms);
+// The HELLO once reader holds a whole frame; nothing while bytes are missing.
+// Anything else first, or a HELLO of another version, is a protocol error.
+Result<std::optional<proto::Hello>> take_hello(proto::FrameReader& reader);
 
 // Terminal size of fd, or nothing if it is not a terminal.
 std::optional<std::pair<uint16_t, uint16_t>> terminal_size(int fd);

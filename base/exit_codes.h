@@ -17,6 +17,7 @@ inline constexpr int kExitProtocol = 76;     // the guest agent spoke the protoc
 inline constexpr int kExitTimeout = 124;     // the command hit --timeout
 inline constexpr int kExitCannotRun = 126;   // the command exists but could not be started
 inline constexpr int kExitNotFound = 127;    // the command does not exist
+inline constexpr int kExitInterrupted = 130; // interrupted while the guest was booting (128 + SIGINT)
 
 inline int exit_code_for(const Error& e) {
   switch (e.kind) {
@@ -27,6 +28,7 @@ inline int exit_code_for(const Error& e) {
     case ErrorKind::kPlatform: return kExitUnavailable;
     case ErrorKind::kTimeout: return kExitTempFail;
     case ErrorKind::kProtocol: return kExitProtocol;
+    case ErrorKind::kInterrupted: return kExitInterrupted;
     case ErrorKind::kGuest:
     case ErrorKind::kInternal: return kExitSoftware;
   }

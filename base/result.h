@@ -23,6 +23,7 @@ enum class ErrorKind {
   kTimeout,      // a deadline passed
   kProtocol,     // a peer spoke the protocol wrongly
   kPlatform,     // a spore's platform contract does not hold on this host
+  kInterrupted,  // the user interrupted a wait (Ctrl-C, SIGTERM) before there was a command to forward it to
 };
 
 struct Error {

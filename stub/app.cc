@@ -135,8 +135,9 @@ Result<std::unique_ptr<vmm::Machine>> App::cold_boot(uint32_t cpus, uint64_t mem
   SPORE_ASSIGN_OR_RETURN(auto m, vmm::Machine::create(mc));
   SPORE_ASSIGN_OR_RETURN(auto ready, vmm::AgentReady::listen(*m));
   SPORE_TRY(m->start());
-  auto hello = ready->wait(kBootTimeoutMs, -1);
+  auto hello = ready->wait(kBootTimeoutMs, req.signal_fd);
   if (!hello.ok()) {
+    if (hello.error().kind == ErrorKind::kInterrupted) return std::move(hello).error();
     std::string tail = console->report_tail(15);
     if (!tail.empty()) tail.pop_back();  // the caller ends the message's line
     return make_error(hello.error().kind, hello.error().message + (tail.empty() ? "" : "\n" + tail));

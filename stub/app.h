@@ -23,6 +23,9 @@ struct MachineRequest {
   std::optional<uint32_t> cpus;
   std::optional<uint64_t> mem_mib;
   std::function<void(const char*, size_t)> console;
+  // A signalfd of the launcher's forwarded signals: SIGINT, SIGTERM, SIGHUP
+  // or SIGQUIT on it ends a cold boot's wait for the agent (-1: none).
+  int signal_fd = -1;
 };
 
 struct Obtained {

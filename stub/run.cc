@@ -61,6 +61,7 @@ int cmd_run(App& app, const Options& o) {
   MachineRequest mr;
   mr.cpus = o.cpus;
   mr.mem_mib = o.mem_mib;
+  mr.signal_fd = sigfd.get();
   // Kept (bounded) to show when the guest dies under the command.
   auto console = std::make_shared<vmm::ConsoleLog>(false);
   mr.console = [console](const char* d, size_t n) { console->write(d, n); };

@@ -2,7 +2,7 @@
 // agent's HELLO, and running one command. Shared by spore-vm and the stub.
 #pragma once
 
-#include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -37,21 +37,30 @@ class ConsoleLog {
   std::string buf_;  // bounded
 };
 
-// Accepts the agent's connection to the ready port. Construct before
-// Machine::start() so the guest cannot announce itself unheard.
+// Accepts the agent's connection to the ready port, once: later connections
+// to that port are reset, whoever makes them. Construct before
+// Machine::start() so the guest cannot announce itself unheard; the machine
+// must outlive it (the destructor removes the listener).
 class AgentReady {
  public:
   static Result<std::unique_ptr<AgentReady>> listen(Machine& m);
-  // Waits for HELLO. Fails when the machine exits first, a signal arrives on
-  // sig_fd (if >= 0), or timeout_ms passes.
+  ~AgentReady();
+  AgentReady(const AgentReady&) = delete;
+  AgentReady& operator=(const AgentReady&) = delete;
+
+  // Waits for HELLO, timeout_ms in all from this call (a guest trickling
+  // the HELLO's bytes does not extend it). Fails when the machine exits
+  // first, or with kInterrupted when SIGINT, SIGTERM, SIGHUP or SIGQUIT
+  // arrives on sig_fd (a signalfd, if >= 0; other signals on it are
+  // consumed and ignored).
   Result<proto::Hello> wait(int timeout_ms, int sig_fd);
 
  private:
   explicit AgentReady(Machine& m) : m_(m) {}
   Machine& m_;
-  UniqueFd event_;
+  UniqueFd event_;  // written once the connection is accepted
   std::mutex mu_;
-  std::deque<UniqueFd> accepted_;
+  UniqueFd accepted_;
 };
 
 // Opens an exec session and runs req with io; the session ends early if the

@@ -125,6 +125,18 @@ TEST_CASE("Ctrl-C reaches the guest command, and killing the stub leaves nothing
   CHECK(nothing_left_running(app.dir));
 }
 
+TEST_CASE("Ctrl-C while a first run boots ends it with 130 and seals nothing", "[app]") {
+  AppCopy app("demo");
+  RunOptions o;
+  o.kill_after_stderr = "first run on this host";
+  o.kill_signal = SIGINT;
+  auto r = app({"echo", "ran"}, o);
+  CHECK(r.status == 130);
+  CHECK(r.out.empty());
+  CHECK_THAT(r.err, Catch::Contains("demo: interrupted by SIGINT while the guest was booting"));
+  for (auto& e : fs::recursive_directory_iterator(app.cache)) CHECK(e.path().filename() != "local-spore");
+}
+
 TEST_CASE("a renamed pair still works, SPORE_BUNDLE overrides, a missing sidecar is a clear error", "[app]") {
   AppCopy app("demo", "renamed-tool");
   auto ok = app({"echo", "ok"});

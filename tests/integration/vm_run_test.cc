@@ -1,5 +1,7 @@
 // End-to-end: spore-vm boots the project's kernel, agent and demo rootfs on
 // real KVM and runs commands through the agent.
+#include <signal.h>
+
 #include <catch2/catch.hpp>
 #include <random>
 
@@ -153,4 +155,19 @@ TEST_CASE("bad input gets one clear line and a documented exit code", "[vm]") {
     auto r = run({"spore-vm", "run"});
     CHECK(r.status == 64);
   }
+}
+
+TEST_CASE("signals while the guest boots: a resize is ignored, Ctrl-C ends the run with 130", "[vm]") {
+  RunOptions resize;
+  resize.kill_after_stderr = "Linux version";  // the guest's first console line: booting has begun
+  resize.kill_signal = SIGWINCH;
+  auto r = vm_run({"echo", "booted"}, {"--console"}, resize);
+  CHECK(r.status == 0);
+  CHECK(r.out == "booted\n");
+  RunOptions ctrl_c = resize;
+  ctrl_c.kill_signal = SIGINT;
+  auto c = vm_run({"echo", "booted"}, {"--console"}, ctrl_c);
+  CHECK(c.status == 130);
+  CHECK(c.out.empty());
+  CHECK_THAT(c.err, Catch::Contains("spore-vm: interrupted by SIGINT while the guest was booting"));
 }

@@ -83,7 +83,7 @@ int cmd_run(const RunOptions& o) {
     m.stop();
     std::fprintf(stderr, "spore-vm: %s\n", hello.error().message.c_str());
     if (!o.exec.console) std::fputs(tail.c_str(), stderr);
-    return hello.error().message.find("interrupted") != std::string::npos ? 130 : exit_code_for(hello.error());
+    return exit_code_for(hello.error());
   }
 
   int status = 0;
