@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -115,7 +116,22 @@ Result<ExecOutcome> run_exec(int conn, const proto::ExecRequest& req_in, const E
     first_output_ns = ts.tv_sec * 1'000'000'000ll + ts.tv_nsec;
   };
 
+  // The host's own deadline for --timeout: the agent enforces timeout_ms, but
+  // a guest that stopped its agent (or a hostile agent) must not hold us.
+  const int64_t cut_off_at = req.timeout_ms ? mono_ms() + req.timeout_ms + io.timeout_grace_ms : 0;
+
   for (;;) {
+    int wait_ms = -1;
+    if (cut_off_at) {
+      int64_t left = cut_off_at - mono_ms();
+      if (left <= 0) {
+        ExecOutcome o;
+        o.cut_off = true;
+        o.first_output_ns = first_output_ns;
+        return o;
+      }
+      wait_ms = static_cast<int>(std::min<int64_t>(left, 1 << 30));
+    }
     // Keep at most a few chunks of stdin queued so a command that does not
     // read its input stalls the sender instead of growing this buffer.
     bool want_stdin = stdin_open && out.size() - out_off < 4 * proto::kMaxDataChunk;
@@ -139,7 +155,7 @@ Result<ExecOutcome> run_exec(int conn, const proto::ExecRequest& req_in, const E
       intr_idx = n;
       fds[n++] = {io.interrupt_fd, POLLIN, 0};
     }
-    int r = ::poll(fds, static_cast<nfds_t>(n), -1);
+    int r = ::poll(fds, static_cast<nfds_t>(n), wait_ms);
     if (r < 0) {
       if (errno == EINTR) continue;
       return errno_error("poll");
@@ -261,6 +277,11 @@ int session_exit_status(const Result<ExecOutcome>& outcome, const std::string& p
       case proto::ErrorCode::kStartFailed: return kExitCannotRun;
       default: return kExitProtocol;
     }
+  }
+  if (outcome->cut_off) {
+    std::fprintf(stderr, "%s: command timed out after %s, and the guest did not end it within %d s more: "
+                 "the host ended the session\n", prefix.c_str(), timeout.c_str(), kHostTimeoutGraceMs / 1000);
+    return kExitTimeout;
   }
   if (!outcome->exit) return kExitSoftware;  // interrupted: the caller decides
   if (outcome->exit->reason == proto::ExitReason::kTimedOut) {

@@ -11,6 +11,12 @@
 
 namespace spore::agent {
 
+// How long after a request's timeout_ms the host waits for the agent to
+// report the command's end before it ends the session itself: the host's own
+// enforcement of --timeout, for a guest that cannot or will not stop the
+// command (doc/agent-protocol.md).
+inline constexpr int kHostTimeoutGraceMs = 5000;
+
 struct ExecIo {
   int stdin_fd = -1;   // forwarded when >= 0 (then set kExecStdin)
   int stdout_fd = 1;
@@ -19,6 +25,7 @@ struct ExecIo {
   int cancel_fd = -1;  // becomes readable when the session must end (the VM exited)
   int interrupt_fd = -1;  // becomes readable to stop pumping and return (the session stays open)
   int tty_fd = -1;     // terminal whose size RESIZE reports
+  int timeout_grace_ms = kHostTimeoutGraceMs;  // see run_exec
 };
 
 struct ExecOutcome {
@@ -26,10 +33,14 @@ struct ExecOutcome {
   std::optional<proto::ErrorReply> refused;   // the agent could not run it
   int64_t first_output_ns = 0;                // CLOCK_MONOTONIC of the first output byte
   bool interrupted = false;                   // interrupt_fd fired before the command ended
+  bool cut_off = false;                       // the request's timeout plus kHostTimeoutGraceMs passed first
 };
 
 // Runs req on conn (a connected stream to the agent's exec port). Errors mean
 // the session itself failed (connection lost, protocol violation, cancelled).
+// With req.timeout_ms, returns with cut_off once the timeout plus
+// io.timeout_grace_ms has passed since the request went out without the
+// command's end (EXIT) having arrived.
 Result<ExecOutcome> run_exec(int conn, const proto::ExecRequest& req, const ExecIo& io);
 
 // run_exec with this process's terminal handled: stdin forwarded when

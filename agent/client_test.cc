@@ -40,7 +40,34 @@ bool send_all(int fd, const std::string& bytes) {
   return true;
 }
 
+// Plays the agent's side: swallows the EXEC, then sends `frames`, then
+// keeps the connection open (and silent) until the host closes it.
+std::thread fake_agent(int fd, std::string frames) {
+  return std::thread([fd, frames] {
+    char buf[4096];
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    (void)n;
+    (void)send_all(fd, frames);
+    while (::read(fd, buf, sizeof buf) > 0) {
+    }
+  });
+}
+
 std::string frame(proto::Type t, std::string_view payload = {}) { return proto::encode_frame(t, payload); }
+
+Result<agent::ExecOutcome> exec_against(const std::string& frames, proto::ExecRequest req = {},
+                                        agent::ExecIo io = {}) {
+  Pair p;
+  if (req.argv.empty()) req.argv = {"true"};
+  auto t = fake_agent(p.agent.get(), frames);
+  UniqueFd out(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+  io.stdout_fd = out.get();
+  io.stderr_fd = out.get();
+  auto r = agent::run_exec(p.host.get(), req, io);
+  p.host.reset();
+  t.join();
+  return r;
+}
 
 }  // namespace
 
@@ -82,5 +109,45 @@ TEST_CASE("client: a HELLO that arrives whole is read, anything else first is a 
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().kind == ErrorKind::kProtocol);
   }
+}
+
+TEST_CASE("client: the host ends a session whose agent never reports the timeout", "[agent][client]") {
+  proto::ExecRequest req;
+  req.timeout_ms = 50;
+  agent::ExecIo io;
+  io.timeout_grace_ms = 100;
+  // STARTED, some output, then silence: a stopped or wedged agent.
+  auto r = exec_against(frame(proto::Type::kStarted, proto::encode_started(7)) + frame(proto::Type::kStdout, "x"),
+                        req, io);
+  REQUIRE(r.ok());
+  CHECK(r->cut_off);
+  CHECK_FALSE(r->exit);
+  CHECK(agent::session_exit_status(r, "test", "50ms") == kExitTimeout);
+}
+
+TEST_CASE("client: an agent that keeps talking cannot hold the host past the timeout either", "[agent][client]") {
+  proto::ExecRequest req;
+  req.timeout_ms = 50;
+  agent::ExecIo io;
+  io.timeout_grace_ms = 100;
+  std::string output;
+  for (int i = 0; i < 1000; i++) output += frame(proto::Type::kStdout, std::string(100, 'y'));
+  Pair p;
+  std::thread t([fd = p.agent.get(), output] {
+    char buf[4096];
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    (void)n;
+    if (!send_all(fd, frame(proto::Type::kStarted, proto::encode_started(7)))) return;
+    for (;;)  // output, forever, until the host hangs up
+      if (!send_all(fd, output)) return;
+  });
+  UniqueFd out(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+  io.stdout_fd = out.get();
+  req.argv = {"true"};
+  auto r = agent::run_exec(p.host.get(), req, io);
+  ::shutdown(p.host.get(), SHUT_RDWR);
+  t.join();
+  REQUIRE(r.ok());
+  CHECK(r->cut_off);
 }
 

@@ -78,7 +78,7 @@ Result<proto::ExecRequest> make_request(const ExecOptions& o) {
 UniqueFd forwarded_signals() { return agent::block_forwarded_signals(); }
 
 int run_command(vmm::Machine& m, const proto::ExecRequest& req, const ExecOptions& o, int sig_fd,
-                const vmm::ConsoleLog& console, int64_t* first_output_ns, int interrupt_fd) {
+                const vmm::ConsoleLog& console, int64_t* first_output_ns, int interrupt_fd, bool* cut_off) {
   agent::ExecIo io;
   io.signal_fd = sig_fd;
   io.interrupt_fd = interrupt_fd;
@@ -90,6 +90,7 @@ int run_command(vmm::Machine& m, const proto::ExecRequest& req, const ExecOption
       conn.ok() ? agent::run_exec_attached(conn->get(), req, io, o.interactive, o.tty)
                 : Result<agent::ExecOutcome>(std::move(conn).error().wrap("connecting to the guest agent"));
   if (first_output_ns) *first_output_ns = outcome.ok() ? outcome->first_output_ns : 0;
+  if (cut_off) *cut_off = outcome.ok() && outcome->cut_off;
   if (outcome.ok() && outcome->interrupted) return kStatusInterrupted;
   int status = agent::session_exit_status(outcome, "spore-vm", o.timeout);
   if (!outcome.ok() && !o.console) std::fputs(console.report_tail(20).c_str(), stderr);

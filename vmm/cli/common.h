@@ -47,8 +47,11 @@ UniqueFd forwarded_signals();
 inline constexpr int kStatusInterrupted = -1;
 
 // Runs the request in the guest with this process's stdio; the exit code
-// to use (the command's, or a launcher code after printing why).
+// to use (the command's, or a launcher code after printing why). cut_off
+// (if given) tells whether the host had to end the session at --timeout
+// because the guest did not.
 int run_command(vmm::Machine& m, const proto::ExecRequest& req, const ExecOptions& o, int sig_fd,
-                const vmm::ConsoleLog& console, int64_t* first_output_ns = nullptr, int interrupt_fd = -1);
+                const vmm::ConsoleLog& console, int64_t* first_output_ns = nullptr, int interrupt_fd = -1,
+                bool* cut_off = nullptr);
 
 }  // namespace spore::cli

@@ -88,16 +88,20 @@ int cmd_run(const RunOptions& o) {
 
   int status = 0;
   int64_t first_output = 0;
+  bool cut_off = false;
   if (!o.exec.command.empty()) {
     ExecOptions eo = o.exec;
-    status = run_command(m, *req, eo, sigfd.get(), console, &first_output, capfd.get());
+    status = run_command(m, *req, eo, sigfd.get(), console, &first_output, capfd.get(), &cut_off);
   }
   int64_t t_exit = mono_ns();
   if (o.exec.timings)
     std::fprintf(stderr, "spore-vm: timings: vm_created_ms=%.1f agent_ready_ms=%.1f first_output_ms=%.1f exit_ms=%.1f\n",
                  ms_since_start(t_created), ms_since_start(t_ready), ms_since_start(first_output),
                  ms_since_start(t_exit));
-  if (capture && !m.exit_status()) {
+  if (capture && cut_off) {
+    // Its agent did not end the command: a spore of it would not serve.
+    std::fprintf(stderr, "spore-vm: not capturing: the guest did not end the command at its --timeout\n");
+  } else if (capture && !m.exit_status()) {
     if (o.capture_signal && status != kStatusInterrupted) {
       std::fprintf(stderr, "spore-vm: waiting for SIGUSR1 to capture (pid %d)\n", ::getpid());
       pollfd p[2] = {{capfd.get(), POLLIN, 0}, {m.exit_fd(), POLLIN, 0}};
