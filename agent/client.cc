@@ -101,6 +101,8 @@ Result<ExecOutcome> run_exec(int conn, const proto::ExecRequest& req_in, const E
   size_t out_off = 0;
   bool stdin_open = io.stdin_fd >= 0;
   proto::FrameReader reader;
+  const bool tty = req.flags & proto::kExecTty;
+  bool started = false;
   std::string buf(64 << 10, '\0');
   int64_t first_output_ns = 0;
   int64_t start_ns;
@@ -187,22 +189,36 @@ Result<ExecOutcome> run_exec(int conn, const proto::ExecRequest& req_in, const E
         if (!f.ok()) return std::move(f).error();
         if (!*f) break;
         const proto::Frame& fr = **f;
-        switch (static_cast<proto::Type>(fr.type)) {
-          case proto::Type::kStarted:
+        auto type = static_cast<proto::Type>(fr.type);
+        auto unexpected = [&](const char* why) {
+          return make_error(ErrorKind::kProtocol,
+                            strfmt("unexpected %s frame from the agent (%s)", proto::type_name(fr.type), why));
+        };
+        // STARTED or ERROR answers EXEC; output and EXIT only follow STARTED.
+        if (!started && type != proto::Type::kStarted && type != proto::Type::kError)
+          return unexpected("before STARTED");
+        switch (type) {
+          case proto::Type::kStarted: {
+            if (started) return unexpected("a second one");
+            auto pid = proto::decode_started(fr.payload);
+            if (!pid.ok()) return std::move(pid).error();
+            started = true;
             if (log_level() >= LogLevel::kInfo) {
               timespec ts;
               clock_gettime(CLOCK_MONOTONIC, &ts);
               LOG_INFO("agent started the command at %.1f ms", (ts.tv_sec * 1e9 + ts.tv_nsec - start_ns) / 1e6);
             }
             break;
+          }
           case proto::Type::kStdout:
+          case proto::Type::kStderr: {
+            if (fr.payload.size() > proto::kMaxDataChunk) return unexpected("larger than 64 KiB");
+            bool err = type == proto::Type::kStderr;
+            if (err && tty) return unexpected("a terminal session has no separate stderr");
             mark_output();
-            SPORE_TRY(write_all(io.stdout_fd, fr.payload.data(), fr.payload.size()));
+            SPORE_TRY(write_all(err ? io.stderr_fd : io.stdout_fd, fr.payload.data(), fr.payload.size()));
             break;
-          case proto::Type::kStderr:
-            mark_output();
-            SPORE_TRY(write_all(io.stderr_fd, fr.payload.data(), fr.payload.size()));
-            break;
+          }
           case proto::Type::kExit: {
             auto e = proto::decode_exit(fr.payload);
             if (!e.ok()) return std::move(e).error();
@@ -219,8 +235,7 @@ Result<ExecOutcome> run_exec(int conn, const proto::ExecRequest& req_in, const E
             return o;
           }
           default:
-            return make_error(ErrorKind::kProtocol,
-                              strfmt("unexpected %s frame from the agent", proto::type_name(fr.type)));
+            return unexpected("not one the agent sends in a session");
         }
       }
     }

@@ -151,3 +151,34 @@ TEST_CASE("client: an agent that keeps talking cannot hold the host past the tim
   CHECK(r->cut_off);
 }
 
+TEST_CASE("client: unexpected frames from the agent are protocol errors", "[agent][client]") {
+  const std::string started = frame(proto::Type::kStarted, proto::encode_started(7));
+  const std::string exit0 = frame(proto::Type::kExit, proto::encode_exit({}));
+  auto refused = [&](const std::string& frames, proto::ExecRequest req = {}) {
+    auto r = exec_against(frames, req);
+    INFO((r.ok() ? std::string("accepted") : r.error().message));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().kind == ErrorKind::kProtocol);
+    CHECK(exit_code_for(r.error()) == kExitProtocol);
+  };
+  SECTION("a well-behaved session is accepted") {
+    auto r = exec_against(started + frame(proto::Type::kStdout, "out") + exit0);
+    REQUIRE(r.ok());
+    CHECK(r->exit);
+  }
+  SECTION("output before STARTED") { refused(frame(proto::Type::kStdout, "early") + started + exit0); }
+  SECTION("EXIT before STARTED") { refused(exit0); }
+  SECTION("a second STARTED") { refused(started + started + exit0); }
+  SECTION("a malformed STARTED") { refused(frame(proto::Type::kStarted, "xy") + exit0); }
+  SECTION("STDOUT over 64 KiB") {
+    refused(started + frame(proto::Type::kStdout, std::string(proto::kMaxDataChunk + 1, 'z')) + exit0);
+  }
+  SECTION("STDERR in a terminal session") {
+    proto::ExecRequest req;
+    req.flags = proto::kExecTty;
+    refused(started + frame(proto::Type::kStderr, "e") + exit0, req);
+  }
+  SECTION("HELLO on an exec session") { refused(started + frame(proto::Type::kHello, "") + exit0); }
+  SECTION("a host-to-agent type") { refused(started + frame(proto::Type::kStdin, "") + exit0); }
+  SECTION("an unknown type") { refused(started + proto::encode_frame(static_cast<proto::Type>(0x7f), "") + exit0); }
+}

@@ -44,6 +44,8 @@ struct Session {
   bool started = false;
   Child child;
   std::string stdin_buf;
+  bool stdin_expected = false;  // EXEC had the STDIN flag
+  bool stdin_closed = false;    // STDIN_CLOSE arrived
   bool stdin_close_pending = false;
   bool tty = false;
   bool exited = false;
@@ -68,6 +70,7 @@ class Server {
   void on_frame(Session& s, const proto::Frame& f);
   void start(Session& s, const proto::ExecRequest& req);
   void refuse(Session& s, proto::ErrorCode code, const std::string& msg);
+  void bad_frame(Session& s, const std::string& msg);
   void pump_output(Session& s, int fd, proto::Type type, bool drain);
   void flush_stdin(Session& s);
   void flush_out(Session& s);
@@ -84,6 +87,13 @@ void Server::refuse(Session& s, proto::ErrorCode code, const std::string& msg) {
   proto::ErrorReply e{code, msg};
   s.send(proto::Type::kError, proto::encode_error(e));
   s.closing = true;
+}
+
+// A broken frame mid-session: the stream cannot be trusted any more, so the
+// session ends with ERROR and its command is killed.
+void Server::bad_frame(Session& s, const std::string& msg) {
+  refuse(s, proto::ErrorCode::kBadFrame, msg);
+  signal_child(s, SIGKILL);
 }
 
 void Server::signal_child(Session& s, int signo) {
@@ -113,6 +123,7 @@ void Server::start(Session& s, const proto::ExecRequest& req) {
   s.child = std::move(*child);
   s.started = true;
   s.tty = req.flags & proto::kExecTty;
+  s.stdin_expected = req.flags & proto::kExecStdin;
   if (req.timeout_ms) s.deadline_ms = now_ms() + req.timeout_ms;
   for (int fd : {s.child.stdin_w.get(), s.child.stdout_r.get(), s.child.stderr_r.get()})
     if (fd >= 0) (void)set_nonblocking(fd);
@@ -141,37 +152,42 @@ void Server::on_frame(Session& s, const proto::Frame& f) {
     start(s, *req);
     return;
   }
+  // After STARTED: anything the host may not send now, or a payload that
+  // does not decode, is BAD_FRAME (doc/agent-protocol.md lists every case).
   switch (type) {
     case proto::Type::kStdin:
-      if (f.payload.size() > proto::kMaxDataChunk) {
-        refuse(s, proto::ErrorCode::kBadFrame, "STDIN chunk too large");
-        signal_child(s, SIGKILL);
-        return;
-      }
-      if (s.child.stdin_w && !s.stdin_close_pending) s.stdin_buf += f.payload;
+      if (!s.stdin_expected) return bad_frame(s, "STDIN, but EXEC did not set the STDIN flag");
+      if (s.stdin_closed) return bad_frame(s, "STDIN after STDIN_CLOSE");
+      if (f.payload.size() > proto::kMaxDataChunk) return bad_frame(s, "STDIN chunk too large");
+      if (s.child.stdin_w) s.stdin_buf += f.payload;
       flush_stdin(s);
       return;
     case proto::Type::kStdinClose:
+      if (!f.payload.empty()) return bad_frame(s, "STDIN_CLOSE with a payload");
+      if (!s.stdin_expected) return bad_frame(s, "STDIN_CLOSE, but EXEC did not set the STDIN flag");
+      if (s.stdin_closed) return bad_frame(s, "a second STDIN_CLOSE");
+      s.stdin_closed = true;
       s.stdin_close_pending = true;
       flush_stdin(s);
       return;
     case proto::Type::kSignal: {
       auto sig = proto::decode_signal(f.payload);
-      if (sig.ok()) signal_child(s, static_cast<int>(*sig));
+      if (!sig.ok()) return bad_frame(s, sig.error().message);
+      signal_child(s, static_cast<int>(*sig));
       return;
     }
     case proto::Type::kResize: {
       auto sz = proto::decode_resize(f.payload);
-      if (sz.ok() && s.child.pty) {
+      if (!sz.ok()) return bad_frame(s, sz.error().message);
+      if (!s.tty) return bad_frame(s, "RESIZE, but EXEC did not set the TTY flag");
+      if (s.child.pty) {
         winsize ws{sz->first, sz->second, 0, 0};
         ::ioctl(s.child.pty.get(), TIOCSWINSZ, &ws);
       }
       return;
     }
     default:
-      refuse(s, proto::ErrorCode::kBadFrame, strfmt("unexpected %s frame", proto::type_name(f.type)));
-      signal_child(s, SIGKILL);
-      return;
+      return bad_frame(s, strfmt("unexpected %s frame", proto::type_name(f.type)));
   }
 }
 
@@ -192,11 +208,7 @@ void Server::on_conn_readable(Session& s) {
   s.reader.feed(buf, static_cast<size_t>(n));
   while (!s.closing) {
     auto f = s.reader.next();
-    if (!f.ok()) {
-      refuse(s, proto::ErrorCode::kBadFrame, f.error().message);
-      signal_child(s, SIGKILL);
-      return;
-    }
+    if (!f.ok()) return bad_frame(s, f.error().message);
     if (!*f) break;
     on_frame(s, **f);
   }

@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "agent/client.h"
@@ -236,4 +237,94 @@ TEST_CASE("agent server: commands start with no signals ignored or blocked", "[a
   auto c = exec(a, cmd({"/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"}));
   REQUIRE(c.outcome.ok());
   CHECK(c.out == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+}
+
+namespace {
+
+// Next frame from c (blocking); nothing at EOF.
+std::optional<proto::Frame> next_frame(int c, proto::FrameReader& r) {
+  char buf[4096];
+  for (;;) {
+    auto f = r.next();
+    REQUIRE(f.ok());
+    if (*f) return **f;
+    ssize_t n = ::read(c, buf, sizeof buf);
+    if (n <= 0) return std::nullopt;
+    r.feed(buf, static_cast<size_t>(n));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("agent server: a frame the host may not send mid-session gets BAD_FRAME and ends the command",
+          "[agent][server]") {
+  AgentProcess a;
+  proto::ExecRequest req = cmd({"/bin/sleep", "1000"});
+  std::string bad;
+  SECTION("SIGNAL with a short payload") { bad = proto::encode_frame(proto::Type::kSignal, std::string("\x02\x00", 2)); }
+  SECTION("SIGNAL 0") { bad = proto::encode_frame(proto::Type::kSignal, proto::encode_signal(0)); }
+  SECTION("SIGNAL 65") { bad = proto::encode_frame(proto::Type::kSignal, proto::encode_signal(65)); }
+  SECTION("RESIZE with a trailing byte") {
+    bad = proto::encode_frame(proto::Type::kResize, proto::encode_resize(24, 80) + "x");
+  }
+  SECTION("RESIZE without a terminal") {
+    bad = proto::encode_frame(proto::Type::kResize, proto::encode_resize(24, 80));
+  }
+  SECTION("STDIN_CLOSE with a payload") {
+    req.flags = proto::kExecStdin;
+    bad = proto::encode_frame(proto::Type::kStdinClose, "x");
+  }
+  SECTION("STDIN without the STDIN flag") { bad = proto::encode_frame(proto::Type::kStdin, "data"); }
+  SECTION("STDIN_CLOSE without the STDIN flag") { bad = proto::encode_frame(proto::Type::kStdinClose, ""); }
+  SECTION("STDIN after STDIN_CLOSE") {
+    req.flags = proto::kExecStdin;
+    bad = proto::encode_frame(proto::Type::kStdinClose, "") + proto::encode_frame(proto::Type::kStdin, "late");
+  }
+  SECTION("a second STDIN_CLOSE") {
+    req.flags = proto::kExecStdin;
+    bad = proto::encode_frame(proto::Type::kStdinClose, "") + proto::encode_frame(proto::Type::kStdinClose, "");
+  }
+  SECTION("a second EXEC") { bad = proto::encode_frame(proto::Type::kExec, proto::encode_exec(req)); }
+  SECTION("an agent-to-host type") { bad = proto::encode_frame(proto::Type::kExit, proto::encode_exit({})); }
+
+  UniqueFd c = a.connect();
+  std::string exec = proto::encode_frame(proto::Type::kExec, proto::encode_exec(req));
+  REQUIRE(write_all(c.get(), exec.data(), exec.size()).ok());
+  proto::FrameReader r;
+  auto started = next_frame(c.get(), r);
+  REQUIRE(started);
+  REQUIRE(started->type == static_cast<uint16_t>(proto::Type::kStarted));
+  REQUIRE(write_all(c.get(), bad.data(), bad.size()).ok());
+  auto answer = next_frame(c.get(), r);
+  REQUIRE(answer);
+  REQUIRE(answer->type == static_cast<uint16_t>(proto::Type::kError));
+  CHECK(proto::decode_error(answer->payload)->code == proto::ErrorCode::kBadFrame);
+  // ERROR is the last frame, and the command (sleep 1000) was killed: the
+  // agent closes the session once it has reaped it.
+  CHECK_FALSE(next_frame(c.get(), r));
+  CHECK(a.alive());
+}
+
+TEST_CASE("agent server: well-formed control frames mid-session are taken quietly", "[agent][server]") {
+  AgentProcess a;
+  proto::ExecRequest req = cmd({"/bin/sh", "-c", "cat; echo done"});
+  req.flags = proto::kExecStdin;
+  UniqueFd c = a.connect();
+  std::string frames = proto::encode_frame(proto::Type::kExec, proto::encode_exec(req)) +
+                       proto::encode_frame(proto::Type::kStdin, "") +  // empty: allowed, does nothing
+                       proto::encode_frame(proto::Type::kStdin, "in\n") +
+                       proto::encode_frame(proto::Type::kSignal, proto::encode_signal(SIGWINCH)) +
+                       proto::encode_frame(proto::Type::kStdinClose, "");
+  REQUIRE(write_all(c.get(), frames.data(), frames.size()).ok());
+  proto::FrameReader r;
+  std::string out;
+  std::optional<proto::ExitStatus> exit;
+  while (auto f = next_frame(c.get(), r)) {
+    REQUIRE(f->type != static_cast<uint16_t>(proto::Type::kError));
+    if (f->type == static_cast<uint16_t>(proto::Type::kStdout)) out += f->payload;
+    if (f->type == static_cast<uint16_t>(proto::Type::kExit)) exit = *proto::decode_exit(f->payload);
+  }
+  REQUIRE(exit);
+  CHECK(exit->status == 0);
+  CHECK(out == "in\ndone\n");
 }
