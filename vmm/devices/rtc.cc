@@ -7,12 +7,22 @@ namespace {
 
 enum : uint64_t { kDr = 0x00, kMr = 0x04, kLr = 0x08, kCr = 0x0c, kImsc = 0x10, kRis = 0x14, kMis = 0x18, kIcr = 0x1c };
 constexpr uint64_t kPeriphId0 = 0xfe0;
+// The guest sets the clock as a 32-bit count of seconds, so the offset from
+// the host's clock never needs to reach 2^32 either way; a larger one in a
+// spore was not written by us (and would overflow the arithmetic below).
+constexpr int64_t kMaxOffsetS = int64_t{1} << 32;
 constexpr uint8_t kIds[8] = {0x31, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1};
 
 int64_t host_seconds() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return ts.tv_sec;
+}
+
+// The counter the guest reads: modulo 2^32 like the hardware's, computed
+// without signed overflow whatever the offset.
+uint32_t counter(int64_t offset_s) {
+  return static_cast<uint32_t>(static_cast<uint64_t>(host_seconds()) + static_cast<uint64_t>(offset_s));
 }
 
 }  // namespace
@@ -41,6 +51,8 @@ Result<RtcState> Pl031::load(Decoder& d) {
   s.imsc = d.u32() & 1;
   s.ris = d.u32() & 1;
   if (!d.ok()) return make_error(ErrorKind::kCorrupt, "RTC state is truncated");
+  if (s.offset_s > kMaxOffsetS || s.offset_s < -kMaxOffsetS)
+    return make_error(ErrorKind::kCorrupt, "RTC state: the clock offset is out of range");
   return s;
 }
 
@@ -48,9 +60,9 @@ void Pl031::mmio_read(uint64_t offset, uint8_t* data, size_t len) {
   std::lock_guard<std::mutex> g(mu_);
   uint32_t v = 0;
   switch (offset) {
-    case kDr: v = static_cast<uint32_t>(host_seconds() + s_.offset_s); break;
+    case kDr: v = counter(s_.offset_s); break;
     case kMr: v = s_.match; break;
-    case kLr: v = static_cast<uint32_t>(host_seconds() + s_.offset_s); break;
+    case kLr: v = counter(s_.offset_s); break;
     case kCr: v = 1; break;  // always running
     case kImsc: v = s_.imsc; break;
     case kRis: v = s_.ris; break;

@@ -126,6 +126,18 @@ Status MmioTransport::restore(const TransportSnapshot& snap) {
       if (auto v = queues_[i].validate(mem_); !v.ok()) return std::move(v).error().wrap("restoring " + std::string(device_->name()));
     }
   }
+  // The driver can only have accepted what the device offers (FEATURES_OK
+  // refuses anything else), and a live device went through FEATURES_OK and
+  // DRIVER_OK: a spore that says otherwise was not written by us.
+  const uint64_t unoffered = snap.mmio.driver_features & ~offered_features();
+  if (unoffered)
+    return make_error(ErrorKind::kCorrupt, strfmt("virtio-%s: the spore's driver features include 0x%llx, which the "
+                                                  "device does not offer", device_->name(),
+                                                  static_cast<unsigned long long>(unoffered)));
+  const uint32_t live_bits = kStatusFeaturesOk | kStatusDriverOk;
+  if (snap.activated && ((snap.mmio.status & live_bits) != live_bits || !(snap.mmio.driver_features & kFeatureVersion1)))
+    return make_error(ErrorKind::kCorrupt,
+                      strfmt("virtio-%s: the spore's device is live without negotiated features", device_->name()));
   st_ = snap.mmio;
   SPORE_TRY(device_->load_device_state(snap.device_state));
   if (snap.activated) {
@@ -272,7 +284,10 @@ void MmioTransport::write_reg(uint64_t offset, uint32_t v) {
       if (v == 1 && !q->state().ready) {
         q->state().ready = true;
         if (activated_) {
-          if (auto s = q->validate(mem_); !s.ok()) fail(s.error());
+          if (auto s = q->validate(mem_); !s.ok()) {
+            q->state().ready = false;  // a layout that failed its check is never served
+            fail(s.error());
+          }
         }
       } else if (v == 0) {
         q->state().ready = false;
@@ -327,6 +342,7 @@ void MmioTransport::write_status(uint32_t v) {
     for (auto& q : queues_) {
       if (!q.state().ready) continue;
       if (auto s = q.validate(mem_); !s.ok()) {
+        q.state().ready = false;
         fail(s.error());
         return;
       }
