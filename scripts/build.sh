@@ -5,6 +5,7 @@
 #                                spore-itests, spore-unit-tests)
 #   out/aarch64/share/spore/     guest kernel Image, agent initramfs, demo rootfs image
 #   out/demo/                    the demo image: root tree and OCI layout (spore-pack oci:out/demo/oci)
+#   out/aarch64/share/spore-test/ test-only guest images (the [attack] tests' rootfs, with tests/guest/)
 # SPORE_WERROR=0 turns compiler warnings back into warnings (default: errors).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -63,4 +64,5 @@ install -C -m 0644 "$SPORE_OUT/build/initramfs.cpio" "$SPORE_AARCH64_SHARE/initr
 
 scripts/build-demo-rootfs.sh
 scripts/build-demo-image.sh
+scripts/build-test-rootfs.sh
 spore_log "done: host tools in out/bin, aarch64 in out/aarch64"

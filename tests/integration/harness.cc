@@ -2,6 +2,7 @@
 
 #include "base/sha256.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -13,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -22,6 +24,59 @@
 extern char** environ;
 
 namespace spore::itest {
+namespace {
+
+int64_t now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000ll + ts.tv_nsec / 1'000'000;
+}
+
+struct Sample {
+  long fds = 0, rss_kib = 0, guest_kib = 0;
+};
+
+// fds, VmRSS, and the resident part of the mapping(s) of exactly guest_bytes
+// (the guest's RAM) of a running process.
+Sample sample(pid_t pid, uint64_t guest_bytes) {
+  Sample s;
+  std::string proc = "/proc/" + std::to_string(pid);
+  if (DIR* d = ::opendir((proc + "/fd").c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') s.fds++;
+    ::closedir(d);
+  }
+  std::ifstream status(proc + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0) s.rss_kib = std::strtol(line.c_str() + 6, nullptr, 10);
+  std::ifstream smaps(proc + "/smaps");
+  bool guest = false;
+  for (std::string line; std::getline(smaps, line);) {
+    unsigned long long lo, hi;
+    if (std::sscanf(line.c_str(), "%llx-%llx ", &lo, &hi) == 2 && line.find(':') > line.find(' ')) {
+      guest = hi - lo == guest_bytes;
+    } else if (guest && line.rfind("Rss:", 0) == 0) {
+      s.guest_kib += std::strtol(line.c_str() + 4, nullptr, 10);
+    }
+  }
+  return s;
+}
+
+void record(Usage& u, const Sample& s) {
+  long host = s.rss_kib - s.guest_kib;
+  if (!u.sampled) {
+    u.sampled = true;
+    u.fds_at_start = u.fds_max = s.fds;
+    u.rss_kib_at_start = u.rss_kib_max = s.rss_kib;
+    u.host_kib_at_start = u.host_kib_max = host;
+    return;
+  }
+  u.fds_max = std::max(u.fds_max, s.fds);
+  u.rss_kib_max = std::max(u.rss_kib_max, s.rss_kib);
+  u.host_kib_max = std::max(u.host_kib_max, host);
+}
+
+}  // namespace
 
 RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
   RunResult r;
@@ -68,15 +123,23 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
   bool out_open = true, err_open = true, signalled = false;
   timespec trigger = start;  // when the kill text appeared
   bool triggered = opts.kill_signal && opts.kill_after_output.empty() && opts.kill_after_stderr.empty();
+  const bool slow = opts.stdout_bytes_per_10ms > 0;
+  const bool watching = !opts.watch_from.empty();
+  int64_t next_stdout_read = 0, next_sample = 0;
   char buf[65536];
   while (out_open || err_open) {
+    int64_t tick = now_ms();
+    if (watching && tick >= next_sample && (r.usage.sampled || r.err.find(opts.watch_from) != std::string::npos)) {
+      record(r.usage, sample(pid, opts.guest_ram_mib << 20));
+      next_sample = tick + 100;
+    }
     pollfd fds[3];
     int n = 0;
     int oi = -1, ei = -1, ii = -1;
-    if (out_open) { oi = n; fds[n++] = {out[0], POLLIN, 0}; }
+    if (out_open && tick >= next_stdout_read) { oi = n; fds[n++] = {out[0], POLLIN, 0}; }
     if (err_open) { ei = n; fds[n++] = {err[0], POLLIN, 0}; }
     if (in_fd >= 0) { ii = n; fds[n++] = {in_fd, POLLOUT, 0}; }
-    int rc = ::poll(fds, static_cast<nfds_t>(n), triggered && !signalled ? 10 : 1000);
+    int rc = ::poll(fds, static_cast<nfds_t>(n), (triggered && !signalled) || slow || watching ? 10 : 1000);
     timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (now.tv_sec - start.tv_sec > opts.timeout_s) {
@@ -84,15 +147,16 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
       ::kill(-pid, SIGKILL);
       break;
     }
-    auto drain = [&](int idx, int fd, std::string& dst, bool& open) {
+    auto drain = [&](int idx, int fd, std::string& dst, bool& open, size_t most) {
       if (idx < 0 || !fds[idx].revents) return;
-      ssize_t k = ::read(fd, buf, sizeof buf);
+      ssize_t k = ::read(fd, buf, std::min(sizeof buf, most));
       if (k > 0) dst.append(buf, static_cast<size_t>(k));
       else if (k == 0 || errno != EINTR) open = false;
     };
     if (rc > 0) {
-      drain(oi, out[0], r.out, out_open);
-      drain(ei, err[0], r.err, err_open);
+      drain(oi, out[0], r.out, out_open, slow ? opts.stdout_bytes_per_10ms : sizeof buf);
+      if (slow && oi >= 0 && fds[oi].revents) next_stdout_read = now_ms() + 10;
+      drain(ei, err[0], r.err, err_open, sizeof buf);
     }
     if (opts.kill_signal && !triggered &&
         ((!opts.kill_after_output.empty() && r.out.find(opts.kill_after_output) != std::string::npos) ||

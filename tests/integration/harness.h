@@ -2,16 +2,28 @@
 // would (in the testbed they are on PATH) and capture what they print.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 namespace spore::itest {
+
+// A process's open fds and memory while it ran: sampled every 100 ms from
+// when its stderr first contains RunOptions::watch_from until it exits.
+struct Usage {
+  bool sampled = false;
+  long fds_at_start = 0, fds_max = 0;
+  long rss_kib_at_start = 0, rss_kib_max = 0;    // VmRSS
+  long host_kib_at_start = 0, host_kib_max = 0;  // VmRSS less the guest's RAM mapping
+};
 
 struct RunResult {
   int status = -1;  // exit code, or 128+signal
   std::string out;
   std::string err;
   bool timed_out = false;
+  Usage usage;  // when RunOptions::watch_from was given
 };
 
 struct RunOptions {
@@ -26,6 +38,14 @@ struct RunOptions {
   std::string kill_after_stderr;
   int kill_delay_ms = 0;
   int kill_signal = 0;
+  // Sample the process's fds and memory (RunResult::usage) once its stderr
+  // contains this text. Its guest RAM is the mapping of guest_ram_mib MiB,
+  // left out of Usage's host figures.
+  std::string watch_from;
+  uint64_t guest_ram_mib = 256;
+  // A slow reader: at most this many bytes of stdout every 10 ms (0: as fast
+  // as they come).
+  size_t stdout_bytes_per_10ms = 0;
 };
 
 RunResult run(const std::vector<std::string>& argv, const RunOptions& opts = {});

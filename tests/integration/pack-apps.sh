@@ -62,7 +62,13 @@ p dir:"$SPORE_OUT/demo/rootfs" -o "$dest/dirapp" --warm 'echo warmed > /tmp/warm
 #    use that name whatever the stub is called.
 p oci:"$oci" -o "$dest/namedapp" --name my-tool
 
-# 6. A registry on 127.0.0.1, pushed with skopeo.
+# 6. The demo tree plus a hostile guest program (tests/guest/attack.cc), for
+#    the [attack] tests; unsealed, so its first run in a test is a cold boot.
+attack_tree=$SPORE_OUT/test/attack-rootfs
+[ -x "$attack_tree/usr/bin/spore-attack" ] || spore_die "$attack_tree is missing: run scripts/build.sh"
+p dir:"$attack_tree" -o "$dest/attackapp" --no-seal
+
+# 7. A registry on 127.0.0.1, pushed with skopeo.
 port=$(( 20000 + RANDOM % 20000 ))
 cat > "$work/registry.yml" <<EOF
 version: 0.1
