@@ -4,8 +4,9 @@
 # Test-only: the product's demo image never contains it.
 #
 #   scripts/build-test-rootfs.sh   -> out/test/attack-rootfs/ (tree, also packed by
-#                                     tests/integration/pack-apps.sh) and
-#                                     out/aarch64/share/spore-test/attack-rootfs.img
+#                                     tests/integration/pack-apps.sh),
+#                                     out/aarch64/share/spore-test/attack-rootfs.img and
+#                                     .../impostor-initramfs.cpio (spore-attack as /init)
 # Needs the host and aarch64 builds and the demo tree (scripts/build.sh runs
 # this after build-demo-rootfs.sh).
 set -euo pipefail
@@ -36,4 +37,12 @@ rm -rf "$tree" && mv "$tree.tmp" "$tree"
 
 mkdir -p "$(dirname "$img")"
 "$mkrootfs" --root-owned --volume spore-attack "$tree" "$img"
+
+# An initramfs whose /init is spore-attack as an impostor agent (a HELLO of
+# a protocol this host does not speak): spore-vm run --initrd with it.
+stage=$SPORE_OUT/build/impostor-initramfs
+rm -rf "$stage" && mkdir -p "$stage"
+install -m 0755 "$tree/usr/bin/spore-attack" "$stage/init"
+touch -h -d @1700000000 "$stage" "$stage/init"
+(cd "$stage" && printf 'init\n' | cpio --quiet -o -H newc -R 0:0 --reproducible) > "$(dirname "$img")/impostor-initramfs.cpio"
 echo "$key" > "$img.key"

@@ -7,6 +7,8 @@
 //   spore-attack flood-stdout BYTES  write BYTES of a known pattern to stdout as fast as it can
 //   spore-attack ignore-timeout      ignore every catchable signal and sleep forever
 //   spore-attack freeze-agent        stop the guest agent (PID 1) with ptrace, then sleep forever
+//   (as /init, PID 1, no arguments)  an impostor agent: announces itself with a
+//                                    HELLO of protocol version 99, then sleeps
 //
 // Each mode first prints "spore-attack: start" on stderr, so a test knows
 // when the attack begins, and reports what happened on stdout.
@@ -122,6 +124,39 @@ int freeze_agent() {
   sleep_forever();
 }
 
+// The HELLO frame of doc/agent-protocol.md, little-endian, with a version
+// this host does not speak.
+int impostor_agent() {
+  std::string hello;
+  auto u16 = [&](uint16_t v) { hello.append({static_cast<char>(v), static_cast<char>(v >> 8)}); };
+  auto u32 = [&](uint32_t v) { u16(static_cast<uint16_t>(v)); u16(static_cast<uint16_t>(v >> 16)); };
+  u16(99);                // version
+  u32(8);                 // agent_version
+  hello += "impostor";
+  u32(0), u32(0);         // uptime_ms
+  std::string frame;
+  std::swap(frame, hello);
+  u32(static_cast<uint32_t>(frame.size()));
+  u16(0x86);  // HELLO
+  u16(0);
+  hello += frame;
+  for (int attempt = 0; attempt < 100; attempt++) {
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_vm a{};
+    a.svm_family = AF_VSOCK;
+    a.svm_cid = kHostCid;
+    a.svm_port = kReadyPort;
+    if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+      ssize_t n = write(fd, hello.data(), hello.size());
+      (void)n;
+      sleep_forever();
+    }
+    if (fd >= 0) close(fd);
+    usleep(20'000);
+  }
+  sleep_forever();
+}
+
 int usage() {
   std::fprintf(stderr, "usage: spore-attack ready-flood N | flood-stdout BYTES | ignore-timeout | freeze-agent\n");
   return 2;
@@ -130,6 +165,7 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (getpid() == 1 && argc == 1) return impostor_agent();
   if (argc < 2) return usage();
   std::string mode = argv[1];
   if (mode == "ready-flood" && argc == 3) return ready_flood(std::strtol(argv[2], nullptr, 10));

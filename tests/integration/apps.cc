@@ -79,10 +79,22 @@ std::vector<pid_t> processes_running(const std::string& path) {
 }
 
 bool process_gone(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string proc = "/proc/" + std::to_string(pid);
+  std::ifstream f(proc + "/stat");
   std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   auto paren = stat.rfind(')');
-  return paren == std::string::npos || stat.compare(paren + 1, 3, " Z ") == 0;
+  if (paren == std::string::npos) return true;
+  if (stat.compare(paren + 1, 3, " Z ") != 0) return false;
+  // A zombie leader may still have threads exiting that hold its files
+  // (and the monitor's lock): gone once they are, and its fds closed.
+  std::error_code ec;
+  size_t tasks = 0;
+  for (auto it = fs::directory_iterator(proc + "/task", ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+    tasks++;
+  bool fds = false;
+  for (auto it = fs::directory_iterator(proc + "/fd", ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+    fds = true;
+  return tasks <= 1 && !fds;
 }
 
 pid_t monitor_pid(const AppCopy& app) {

@@ -117,3 +117,13 @@ TEST_CASE("attack: an app's one-shot run and exec end at --timeout when the comm
   CHECK(app({"stop"}).status == 0);
   CHECK(app({"status"}).status == 3);
 }
+
+TEST_CASE("attack: an impostor agent speaking another protocol version: exit 76, one line", "[attack]") {
+  auto r = vm_run({"true"}, {"--initrd", assets_dir() + "/../spore-test/impostor-initramfs.cpio", "--no-rootfs"});
+  CHECK(r.status == 76);
+  REQUIRE(r.err.rfind("spore-vm: ", 0) == 0);
+  CHECK_THAT(r.err.substr(0, r.err.find('\n')), Catch::Contains("protocol 99"));
+  std::string rest = r.err.substr(r.err.find('\n') + 1);
+  for (size_t at = 0; at < rest.size(); at = rest.find('\n', at) + 1) CHECK(rest.compare(at, 4, "  | ") == 0);
+  CHECK(r.out.empty());
+}
