@@ -18,6 +18,9 @@ inline constexpr int kExitTimeout = 124;     // the command hit --timeout
 inline constexpr int kExitCannotRun = 126;   // the command exists but could not be started
 inline constexpr int kExitNotFound = 127;    // the command does not exist
 inline constexpr int kExitInterrupted = 130; // interrupted while the guest was booting (128 + SIGINT)
+// The VMM made a system call its seccomp policy forbids (base/seccomp.h):
+// what a shell reports for a process killed by SIGSYS (128 + 31).
+inline constexpr int kExitSeccomp = 159;
 
 inline int exit_code_for(const Error& e) {
   switch (e.kind) {
