@@ -9,7 +9,9 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/seccomp.h"
 #include "base/strings.h"
+#include "vmm/seccomp_policy.h"
 #include "vmm/spore/working_set.h"
 
 namespace spore::vmm {
@@ -106,18 +108,38 @@ Machine::~Machine() {
 Status Machine::start() {
   if (io_thread_.joinable()) return make_error(ErrorKind::kInternal, "machine already started");
   install_kick_handler();
+  // Each thread confines itself before it touches anything the guest
+  // controls (vmm/seccomp_policy.h); the filters are compiled here, where
+  // any call is still allowed.
+  SPORE_ASSIGN_OR_RETURN(seccomp::Program device_filter, thread_program(ThreadRole::kDevice));
+  std::vector<seccomp::Program> vcpu_filters;
+  for (const auto& v : vcpus_) {
+    SPORE_ASSIGN_OR_RETURN(seccomp::Program f, thread_program(ThreadRole::kVcpu, PolicyFds{v.fd(), vm_->fd()}));
+    vcpu_filters.push_back(std::move(f));
+  }
   if (!working_set_.empty()) {
     // Host page faults for what the guest will touch, done in bulk beside it.
+    SPORE_ASSIGN_OR_RETURN(seccomp::Program filter, thread_program(ThreadRole::kPrefetch));
     const MemoryRegion& r = mem_.regions()[0];
-    prefetch_thread_ = std::thread([r, ws = std::move(working_set_)] { prefetch_working_set(r.host, r.size, ws); });
+    prefetch_thread_ = std::thread([r, ws = std::move(working_set_), filter = std::move(filter)] {
+      // An optimisation only: unconfined, it would rather not run at all.
+      if (seccomp::install(filter).ok()) prefetch_working_set(r.host, r.size, ws);
+    });
   }
   EventLoop* loop = loop_.get();
-  io_thread_ = std::thread([loop] { loop->run(); });
+  io_thread_ = std::thread([this, loop, filter = std::move(device_filter)] {
+    if (auto s = seccomp::install(filter); !s.ok()) return finish(ExitKind::kError, "device thread: " + s.error().message);
+    loop->run();
+  });
   // Held so kick_all() never sees a half-built handle list.
   std::lock_guard<std::mutex> g(exit_mu_);
   vcpu_handles_.reserve(vcpus_.size());
   for (size_t i = 0; i < vcpus_.size(); i++) {
-    vcpu_threads_.emplace_back([this, i] { vcpu_loop(i); });
+    vcpu_threads_.emplace_back([this, i, filter = std::move(vcpu_filters[i])] {
+      if (auto s = seccomp::install(filter); !s.ok())
+        return finish(ExitKind::kError, strfmt("vCPU %zu: %s", i, s.error().message.c_str()));
+      vcpu_loop(i);
+    });
     vcpu_handles_.push_back(vcpu_threads_.back().native_handle());
   }
   if (restored_) {
