@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -18,6 +19,7 @@
 #include "base/exit_codes.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "base/seccomp.h"
 #include "base/strings.h"
 
 namespace spore::agent {
@@ -43,16 +45,31 @@ struct RawTerminal::Saved {
   termios tio;
 };
 
+namespace {
+// The modes to put back if the process is stopped by its seccomp policy
+// while the terminal is raw (base/seccomp.h); set before raw mode starts.
+termios g_restore_tio;
+std::atomic<int> g_restore_fd{-1};
+void restore_terminal() {
+  int fd = g_restore_fd.load();
+  if (fd >= 0) ::tcsetattr(fd, TCSANOW, &g_restore_tio);
+}
+}  // namespace
+
 RawTerminal::RawTerminal(int fd) : fd_(fd) {
   termios tio;
   if (::tcgetattr(fd, &tio) < 0) return;
   saved_ = new Saved{tio};
+  g_restore_tio = tio;
+  g_restore_fd = fd;
+  seccomp::set_violation_hook(restore_terminal);
   cfmakeraw(&tio);
   if (::tcsetattr(fd, TCSANOW, &tio) == 0) active_ = true;
 }
 
 RawTerminal::~RawTerminal() {
   if (active_) ::tcsetattr(fd_, TCSANOW, &saved_->tio);
+  g_restore_fd = -1;
   delete saved_;
 }
 

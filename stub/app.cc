@@ -14,6 +14,7 @@
 #include "base/strings.h"
 #include "bundle/spore_files.h"
 #include "vmm/guest.h"
+#include "vmm/seccomp_policy.h"
 #include "vmm/spore/capture.h"
 
 namespace spore::stub {
@@ -135,6 +136,9 @@ Result<std::unique_ptr<vmm::Machine>> App::cold_boot(uint32_t cpus, uint64_t mem
   SPORE_ASSIGN_OR_RETURN(auto m, vmm::Machine::create(mc));
   SPORE_ASSIGN_OR_RETURN(auto ready, vmm::AgentReady::listen(*m));
   SPORE_TRY(m->start());
+  // The guest runs: from here on this thread only finishes what obtain()
+  // and the caller started (vmm/seccomp_policy.h).
+  SPORE_TRY(vmm::confine_this_thread(vmm::ThreadRole::kController));
   auto hello = ready->wait(kBootTimeoutMs, req.signal_fd);
   if (!hello.ok()) {
     if (hello.error().kind == ErrorKind::kInterrupted) return std::move(hello).error();
@@ -181,6 +185,7 @@ Result<Obtained> App::obtain(const MachineRequest& req) {
     if (m.ok()) {
       o.machine = std::move(*m);
       o.resumed = true;
+      SPORE_TRY(vmm::confine_this_thread(vmm::ThreadRole::kController));  // as in cold_boot
       return o;
     }
     if (m.error().kind != ErrorKind::kPlatform) return std::move(m).error();
@@ -196,6 +201,7 @@ Result<Obtained> App::obtain(const MachineRequest& req) {
     if (m.ok()) {
       o.machine = std::move(*m);
       o.resumed = true;
+      SPORE_TRY(vmm::confine_this_thread(vmm::ThreadRole::kController));
       return o;
     }
     say(name_, "discarding the local spore (" + m.error().message + ")");
@@ -216,8 +222,8 @@ Result<Obtained> App::obtain(const MachineRequest& req) {
   return o;
 }
 
-void App::after_run(const Obtained& o) {
-  if (o.resumed) vmm::remember_working_set(*o.machine, *cache_, o.report);
+vmm::WorkingSetRecorder App::working_set_recorder(const Obtained& o) {
+  return o.resumed ? vmm::WorkingSetRecorder::prepare(*cache_, o.report) : vmm::WorkingSetRecorder();
 }
 
 Status App::seal_into_bundle() {

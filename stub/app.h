@@ -50,8 +50,9 @@ class App {
   // spore-pack's sealing step: cold boot, warm, capture, and rewrite the
   // sidecar with the spore in it.
   Status seal_into_bundle();
-  // After a resumed run's command: lets later resumes prefetch what it touched.
-  void after_run(const Obtained& o);
+  // For a resumed run: records what its command touches, so later resumes
+  // prefetch it (prepare before confining the main thread, record after).
+  vmm::WorkingSetRecorder working_set_recorder(const Obtained& o);
 
  private:
   App() = default;

@@ -26,6 +26,7 @@
 #include "base/strings.h"
 #include "stub/run.h"
 #include "vmm/guest.h"
+#include "vmm/seccomp_policy.h"
 
 namespace spore::stub {
 namespace {
@@ -155,12 +156,15 @@ std::string json_str(const std::string& s) {
   return o + "\"";
 }
 
-uint64_t rss_kib() {
-  auto t = read_file("/proc/self/status", 1 << 16);
-  if (!t.ok()) return 0;
-  auto pos = t->find("VmRSS:");
-  if (pos == std::string::npos) return 0;
-  return std::strtoull(t->c_str() + pos + 6, nullptr, 10);
+// From /proc/self/status, opened before the monitor was confined: procfs
+// regenerates the text on every read from offset 0.
+uint64_t rss_kib(int status_fd) {
+  char buf[4096];
+  ssize_t n = ::pread(status_fd, buf, sizeof buf - 1, 0);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  const char* pos = std::strstr(buf, "VmRSS:");
+  return pos ? std::strtoull(pos + 6, nullptr, 10) : 0;
 }
 
 std::string human_duration(uint64_t s) {
@@ -177,6 +181,9 @@ class Monitor {
       : app_(app), paths_(std::move(paths)), m_(std::move(m)), resumed_(resumed) {}
 
   Status listen();
+  // Opens what serving needs, then confines this thread (kMonitor): from
+  // here it opens nothing by path and starts nothing but threads.
+  Status confine();
   void serve();
 
  private:
@@ -197,6 +204,8 @@ class Monitor {
   bool resumed_;
   UniqueFd listen_;
   UniqueFd stop_event_{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+  UniqueFd sigfd_;
+  UniqueFd status_fd_;
   time_t started_ = ::time(nullptr);
   std::atomic<int> active_{0};
   std::atomic<uint64_t> served_{0};
@@ -258,6 +267,19 @@ Status Monitor::listen() {
   return write_file_atomic(paths_.pid, std::to_string(::getpid()) + "\n", 0644);
 }
 
+Status Monitor::confine() {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGTERM);
+  sigaddset(&s, SIGINT);
+  sigfd_.reset(::signalfd(-1, &s, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!sigfd_) return errno_error("signalfd");
+  status_fd_.reset(::open("/proc/self/status", O_RDONLY | O_CLOEXEC));
+  vmm::PolicyFds fds;
+  fds.listen = listen_.get();
+  return vmm::confine_this_thread(vmm::ThreadRole::kMonitor, fds);
+}
+
 std::string Monitor::status(bool json) const {
   uint64_t up = static_cast<uint64_t>(::time(nullptr) - started_);
   const auto& mc = m_->config();
@@ -266,13 +288,13 @@ std::string Monitor::status(bool json) const {
                   "\"cpus\":%u,\"mem_mib\":%llu,\"resumed\":%s,\"active_execs\":%d,\"execs_served\":%llu,"
                   "\"bundle\":%s,\"socket\":%s}",
                   json_str(app_.name()).c_str(), ::getpid(), static_cast<unsigned long long>(up),
-                  static_cast<long long>(started_), static_cast<unsigned long long>(rss_kib()), mc.vcpus,
+                  static_cast<long long>(started_), static_cast<unsigned long long>(rss_kib(status_fd_.get())), mc.vcpus,
                   static_cast<unsigned long long>(mc.mem_mib), resumed_ ? "true" : "false", active_.load(),
                   static_cast<unsigned long long>(served_.load()), json_str(app_.digest_hex()).c_str(),
                   json_str(paths_.sock).c_str());
   return strfmt("running, pid %d, up %s, %.1f MiB resident, %u vCPU / %llu MiB, %d exec(s) running, %llu served\n"
                 "socket %s",
-                ::getpid(), human_duration(up).c_str(), rss_kib() / 1024.0, mc.vcpus,
+                ::getpid(), human_duration(up).c_str(), rss_kib(status_fd_.get()) / 1024.0, mc.vcpus,
                 static_cast<unsigned long long>(mc.mem_mib), active_.load(),
                 static_cast<unsigned long long>(served_.load()), paths_.sock.c_str());
 }
@@ -297,6 +319,12 @@ void Monitor::proxy(int a, int b) {
 }
 
 void Monitor::client(UniqueFd fd) {
+  // Stacked on the monitor's filter, which this thread inherited.
+  if (auto s = vmm::confine_this_thread(vmm::ThreadRole::kMonitorClient); !s.ok()) {
+    std::string msg = "ERR " + s.error().message + "\n";
+    (void)write_all(fd.get(), msg.data(), msg.size());
+    return;
+  }
   {
     std::lock_guard<std::mutex> g(mu_);
     pending_clients_--;
@@ -328,15 +356,10 @@ void Monitor::client(UniqueFd fd) {
 }
 
 void Monitor::serve() {
-  sigset_t s;
-  sigemptyset(&s);
-  sigaddset(&s, SIGTERM);
-  sigaddset(&s, SIGINT);
-  UniqueFd sigfd(::signalfd(-1, &s, SFD_CLOEXEC | SFD_NONBLOCK));
   std::string why = "stopped";
   refill_spare();
   for (;;) {
-    pollfd fds[4] = {{listen_.get(), POLLIN, 0}, {stop_event_.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0},
+    pollfd fds[4] = {{listen_.get(), POLLIN, 0}, {stop_event_.get(), POLLIN, 0}, {sigfd_.get(), POLLIN, 0},
                      {m_->exit_fd(), POLLIN, 0}};
     if (::poll(fds, 4, -1) < 0) {
       if (errno == EINTR) continue;
@@ -480,6 +503,10 @@ int cmd_start(App& app, const Options& o) {
     if (auto s = mon_obj.listen(); !s.ok()) {
       tell("ERROR " + s.error().message);
       _exit(kExitSoftware);
+    }
+    if (auto s = mon_obj.confine(); !s.ok()) {
+      tell("ERROR " + s.error().message);
+      _exit(exit_code_for(s.error()));
     }
     std::fprintf(stderr, "%s: monitor %d: serving on %s\n", app.name().c_str(), ::getpid(), paths->sock.c_str());
     std::fflush(stderr);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/exit_codes.h"
+#include "base/seccomp.h"
 #include "stub/app.h"
 #include "stub/cli.h"
 #include "stub/daemon.h"
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
   std::string name = argc > 0 ? argv[0] : "app";
   name = name.substr(name.rfind('/') + 1);
   std::vector<std::string> args(argv + 1, argv + argc);
+  seccomp::set_program_name(name);
 
   auto opts = parse_args(args);
   if (!opts.ok()) {

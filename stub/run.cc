@@ -11,6 +11,8 @@
 #include "base/exit_codes.h"
 #include "base/strings.h"
 #include "vmm/guest.h"
+#include "vmm/seccomp_policy.h"
+#include "vmm/spore/capture.h"
 
 namespace spore::stub {
 namespace {
@@ -71,6 +73,13 @@ int cmd_run(App& app, const Options& o) {
     return exit_code_for(got.error());
   }
   vmm::Machine& m = *got->machine;
+  vmm::WorkingSetRecorder ws = app.working_set_recorder(*got);
+  // Nothing left to open or write by path: from here the main thread only
+  // streams stdio (vmm/seccomp_policy.h).
+  if (auto s = vmm::confine_this_thread(vmm::ThreadRole::kSession); !s.ok()) {
+    std::fprintf(stderr, "%s: %s\n", app.name().c_str(), s.error().message.c_str());
+    return exit_code_for(s.error());
+  }
   auto conn = m.vsock().connect_wait(proto::kAgentPort, vmm::kAgentConnectTimeoutMs);
   if (!conn.ok()) {
     std::fprintf(stderr, "%s: connecting to the guest agent: %s\n", app.name().c_str(), conn.error().message.c_str());
@@ -83,7 +92,7 @@ int cmd_run(App& app, const Options& o) {
   // its console said last follows the line above (doc/exit-codes.md).
   if (broken && m.wait_for(kGuestExitGraceMs)) std::fputs(console->report_tail(20).c_str(), stderr);
   m.stop();
-  app.after_run(*got);
+  ws.record(m);
   return status;
 }
 

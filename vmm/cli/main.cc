@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "base/exit_codes.h"
+#include "base/seccomp.h"
 #include "vmm/cli/commands.h"
 
 #ifndef SPORE_VERSION
@@ -20,6 +21,7 @@
 int main(int argc, char** argv) {
   using namespace spore;
   using namespace spore::cli;
+  seccomp::set_program_name("spore-vm");
 
   // Everything after the first "--" is the guest command, verbatim: CLI11
   // must not interpret options meant for it.

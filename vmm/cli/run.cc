@@ -9,6 +9,7 @@
 #include "base/exit_codes.h"
 #include "base/strings.h"
 #include "vmm/cli/commands.h"
+#include "vmm/seccomp_policy.h"
 #include "vmm/spore/capture.h"
 
 namespace spore::cli {
@@ -75,6 +76,12 @@ int cmd_run(const RunOptions& o) {
   if (!ready.ok()) return fail(ready.error());
   int64_t t_created = mono_ns();
   if (auto s = m.start(); !s.ok()) return fail(s.error());
+  // The guest runs: from here this thread streams stdio, and with --capture
+  // writes the spore afterwards (vmm/seccomp_policy.h).
+  if (auto s = vmm::confine_this_thread(capture ? vmm::ThreadRole::kController : vmm::ThreadRole::kSession); !s.ok()) {
+    m.stop();
+    return fail(s.error());
+  }
 
   auto hello = (*ready)->wait(static_cast<int>(*bt), sigfd.get());
   int64_t t_ready = mono_ns();

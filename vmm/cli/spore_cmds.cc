@@ -10,6 +10,7 @@
 #include "base/exit_codes.h"
 #include "base/strings.h"
 #include "vmm/cli/commands.h"
+#include "vmm/seccomp_policy.h"
 #include "vmm/spore/capture.h"
 
 namespace spore::cli {
@@ -33,12 +34,18 @@ int cmd_resume(const ResumeCmdOptions& o) {
   if (!machine.ok()) return fail(machine.error());
   vmm::Machine& m = **machine;
   if (auto s = m.start(); !s.ok()) return fail(s.error());
+  vmm::WorkingSetRecorder ws = vmm::WorkingSetRecorder::prepare(*cache, rep);
+  // Nothing left to open by path: this thread only streams stdio now.
+  if (auto s = vmm::confine_this_thread(vmm::ThreadRole::kSession); !s.ok()) {
+    m.stop();
+    return fail(s.error());
+  }
   int64_t t_started = mono_ns();
   int64_t first_output = 0;
   int status = run_command(m, *req, o.exec, sigfd.get(), console, &first_output);
   int64_t t_exit = mono_ns();
   m.stop();
-  vmm::remember_working_set(m, *cache, rep);
+  ws.record(m);
   if (o.exec.timings)
     std::fprintf(stderr,
                  "spore-vm: timings: prepare_ms=%.1f%s%s restore_ms=%.1f started_ms=%.1f first_output_ms=%.1f exit_ms=%.1f\n",

@@ -154,13 +154,31 @@ Result<std::unique_ptr<Machine>> resume_spore(const Spore& spore, const ResumeOp
   return m;
 }
 
-void remember_working_set(const Machine& m, Cache& cache, const ResumeReport& report) {
-  if (report.prefetched) return;
+WorkingSetRecorder WorkingSetRecorder::prepare(Cache& cache, const ResumeReport& report) {
+  WorkingSetRecorder r;
+  if (report.prefetched) return r;
+  // Written in place (one write, no rename: record() may not name paths);
+  // resumes check its exact length, so a torn or stale file is never used,
+  // and it is replaced here.
   std::string path = cache.working_set_path(report.index_digest);
-  if (::access(path.c_str(), F_OK) == 0) return;
+  ::unlink(path.c_str());
+  r.out_.reset(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!r.out_) return WorkingSetRecorder();  // EEXIST: a concurrent run records it
+  r.pagemap_.reset(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  if (!r.pagemap_) {
+    ::unlink(path.c_str());
+    return WorkingSetRecorder();
+  }
+  return r;
+}
+
+void WorkingSetRecorder::record(const Machine& m) {
+  if (!out_ || !pagemap_) return;
   const MemoryRegion& r = m.memory().regions()[0];
-  auto states = observe_working_set(r.host, r.size);
-  if (states.ok()) (void)write_file_atomic(path, encode_working_set(*states));  // an optimisation only
+  auto states = observe_working_set(pagemap_.get(), r.host, r.size);
+  if (!states.ok()) return;
+  std::string data = encode_working_set(*states);
+  (void)write_all(out_.get(), data.data(), data.size());
 }
 
 }  // namespace spore::vmm

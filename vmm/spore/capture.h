@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "base/fd.h"
 #include "base/result.h"
 #include "vmm/machine.h"
 #include "vmm/spore/cache.h"
@@ -49,7 +50,22 @@ Result<std::unique_ptr<Machine>> resume_spore(const Spore& spore, const ResumeOp
                                               ResumeReport* report = nullptr);
 
 // After the first command of a resume whose RAM has no recorded working set
-// yet: records what the guest touched, for later resumes to prefetch.
-void remember_working_set(const Machine& m, Cache& cache, const ResumeReport& report);
+// yet: records what the guest touched, for later resumes to prefetch. In two
+// steps, because by the end of the command the main thread is confined and
+// opens nothing by path (vmm/seccomp_policy.h): prepare() opens the
+// pagemap and creates the file that record() fills.
+class WorkingSetRecorder {
+ public:
+  WorkingSetRecorder() = default;  // records nothing
+  // Records nothing when the resume prefetched a recorded set, or another
+  // run is recording one.
+  static WorkingSetRecorder prepare(Cache& cache, const ResumeReport& report);
+  // Best effort: the set is an optimisation only.
+  void record(const Machine& m);
+
+ private:
+  UniqueFd pagemap_;
+  UniqueFd out_;
+};
 
 }  // namespace spore::vmm

@@ -48,15 +48,19 @@ Result<std::string> decode_working_set(std::string_view data, uint64_t pages) {
 }
 
 Result<std::string> observe_working_set(const uint8_t* ram, uint64_t size) {
+  SPORE_ASSIGN_OR_RETURN(UniqueFd fd, open_file("/proc/self/pagemap", O_RDONLY));
+  return observe_working_set(fd.get(), ram, size);
+}
+
+Result<std::string> observe_working_set(int pagemap_fd, const uint8_t* ram, uint64_t size) {
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   const uint64_t pages = size / page;
-  SPORE_ASSIGN_OR_RETURN(UniqueFd fd, open_file("/proc/self/pagemap", O_RDONLY));
   std::string states(pages, '\0');
   std::vector<uint64_t> buf(4096);
   uint64_t first = reinterpret_cast<uint64_t>(ram) / page;
   for (uint64_t i = 0; i < pages; i += buf.size()) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), pages - i));
-    SPORE_TRY(pread_exact(fd.get(), buf.data(), n * 8, (first + i) * 8));
+    SPORE_TRY(pread_exact(pagemap_fd, buf.data(), n * 8, (first + i) * 8));
     for (size_t k = 0; k < n; k++) {
       uint64_t e = buf[k];
       bool present = e >> 63 & 1, file = e >> 61 & 1;

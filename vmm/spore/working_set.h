@@ -20,6 +20,9 @@ Result<std::string> decode_working_set(std::string_view data, uint64_t pages);
 // What the mapping [ram, ram+size) has touched so far, from /proc/self/pagemap:
 // one state byte per page (as above).
 Result<std::string> observe_working_set(const uint8_t* ram, uint64_t size);
+// The same through a /proc/self/pagemap the caller opened (a confined
+// thread opens no files).
+Result<std::string> observe_working_set(int pagemap_fd, const uint8_t* ram, uint64_t size);
 
 // Faults the pages in ahead of the guest: written pages get their private
 // copy now (MADV_POPULATE_WRITE), read pages their mapping (MADV_POPULATE_READ).
