@@ -14,6 +14,7 @@
 #include "bundle/app_config.h"
 #include "bundle/bundle.h"
 #include "tests/integration/apps.h"
+#include "tests/integration/confined.h"
 
 using namespace spore::itest;
 namespace fs = std::filesystem;
@@ -253,4 +254,33 @@ TEST_CASE("bad sidecars and hosts get one clear line and a documented exit code"
     CHECK(res.status == 64);
     CHECK_THAT(res.err, Catch::Contains("--help"));
   }
+}
+
+TEST_CASE("the stub runs confined in one-shot runs and in the daemon monitor with its client threads", "[app]") {
+  const AppCopy& app = sealed_demo();
+  std::vector<ThreadConfinement> threads;
+  RunOptions o;
+  o.kill_after_output = "ready\n";
+  o.kill_signal = SIGTERM;  // forwarded: ends the guest command
+  o.on_output = [&](pid_t pid) { threads = thread_confinement(pid); };
+  auto r = app({"sh", "-c", "echo ready; sleep 600"}, o);
+  INFO(r.err);
+  CHECK(r.status == 128 + SIGTERM);
+  check_confined(threads, 3);
+
+  AppCopy d("demo");
+  REQUIRE(d({"start"}).status == 0);
+  pid_t monitor = monitor_pid(d);
+  REQUIRE(monitor > 0);
+  threads.clear();
+  RunOptions e;
+  e.kill_after_output = "ready\n";
+  e.kill_signal = SIGTERM;
+  e.on_output = [&](pid_t) { threads = thread_confinement(monitor); };
+  auto ex = d({"exec", "sh", "-c", "echo ready; sleep 600"}, e);
+  INFO(ex.err);
+  CHECK(ex.status == 128 + SIGTERM);
+  check_confined(threads, 4);  // main, device, vCPU, the exec's client thread
+  CHECK(d({"stop"}).status == 0);
+  CHECK(nothing_left_running(d.dir));
 }

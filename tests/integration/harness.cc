@@ -166,6 +166,7 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
     }
     if (triggered && !signalled &&
         (now.tv_sec - trigger.tv_sec) * 1000 + (now.tv_nsec - trigger.tv_nsec) / 1'000'000 >= opts.kill_delay_ms) {
+      if (opts.on_output) opts.on_output(pid);
       ::kill(pid, opts.kill_signal);
       signalled = true;
     }
@@ -297,6 +298,29 @@ bool PtyRun::modes_restored() const {
   if (!before_ || ::tcgetattr(slave_, &now) < 0) return false;
   return now.c_iflag == before_->tio.c_iflag && now.c_oflag == before_->tio.c_oflag &&
          now.c_lflag == before_->tio.c_lflag && now.c_cflag == before_->tio.c_cflag;
+}
+
+std::vector<ThreadConfinement> thread_confinement(pid_t pid) {
+  std::vector<ThreadConfinement> out;
+  std::string task = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = ::opendir(task.c_str());
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream f(task + "/" + e->d_name + "/status");
+    ThreadConfinement t;
+    t.tid = std::atoi(e->d_name);
+    std::string line;
+    while (std::getline(f, line)) {
+      auto value = [&](const char* key) { return std::atoi(line.c_str() + std::strlen(key)); };
+      if (line.rfind("Seccomp:", 0) == 0) t.seccomp = value("Seccomp:");
+      else if (line.rfind("NoNewPrivs:", 0) == 0) t.no_new_privs = value("NoNewPrivs:");
+      else if (line.rfind("Seccomp_filters:", 0) == 0) t.filters = value("Seccomp_filters:");
+    }
+    out.push_back(t);
+  }
+  ::closedir(d);
+  return out;
 }
 
 std::string sha256_hex(const std::string& data) { return digest_hex(sha256(data)); }

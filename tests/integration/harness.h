@@ -2,8 +2,11 @@
 // would (in the testbed they are on PATH) and capture what they print.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -46,7 +49,19 @@ struct RunOptions {
   // A slow reader: at most this many bytes of stdout every 10 ms (0: as fast
   // as they come).
   size_t stdout_bytes_per_10ms = 0;
+  // Called once with the process's pid just before kill_signal is sent: to
+  // look at the process while it runs.
+  std::function<void(pid_t)> on_output;
 };
+
+// What /proc/PID/task/TID/status says about a thread's confinement.
+struct ThreadConfinement {
+  int tid = 0;
+  int seccomp = -1;       // 2: a seccomp filter
+  int no_new_privs = -1;  // 1: set
+  int filters = -1;       // Seccomp_filters: how many are stacked
+};
+std::vector<ThreadConfinement> thread_confinement(pid_t pid);
 
 RunResult run(const std::vector<std::string>& argv, const RunOptions& opts = {});
 

@@ -1,4 +1,5 @@
 // End-to-end: capture a real guest into a spore, resume and fork it.
+#include <signal.h>
 #include <time.h>
 
 #include <catch2/catch.hpp>
@@ -7,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "tests/integration/confined.h"
 #include "tests/integration/harness.h"
 
 using namespace spore::itest;
@@ -207,4 +209,56 @@ TEST_CASE("capture on a signal while a command runs", "[spore]") {
   INFO(after.err);
   CHECK(after.status == 0);
   CHECK(after.out == "alive\n");
+}
+
+TEST_CASE("capture and resume run confined and a resume records its working set from under the filter", "[spore]") {
+  std::string dir = temp_dir() + "/confined";
+  std::vector<ThreadConfinement> threads;
+  RunOptions o;
+  o.kill_after_output = "ready\n";
+  o.kill_signal = SIGTERM;  // ends the command; the capture follows
+  o.on_output = [&](pid_t pid) { threads = thread_confinement(pid); };
+  auto cap = vm_run({"sh", "-c", "echo ready; sleep 600"}, {"--capture", dir}, o);
+  INFO(cap.err);
+  CHECK(cap.status == 128 + SIGTERM);
+  check_confined(threads, 3);
+  REQUIRE(fs::exists(dir + "/manifest.json"));
+
+  // A fresh cache: the first resume materialises RAM and records what its
+  // command touched (prepared before the main thread is confined, written
+  // after), the second prefetches that.
+  RunOptions cache = fresh_cache();
+  std::string cache_dir = cache.env[0].substr(std::string("SPORE_CACHE_DIR=").size());
+  threads.clear();
+  RunOptions first = cache;
+  first.kill_after_output = "ready\n";
+  first.kill_signal = SIGTERM;
+  first.on_output = [&](pid_t pid) { threads = thread_confinement(pid); };
+  auto r1 = run({"spore-vm", "resume", dir, "--timings", "--", "sh", "-c", "echo ready; sleep 600"}, first);
+  INFO(r1.err);
+  CHECK(r1.status == 128 + SIGTERM);
+  check_confined(threads, 3);
+  size_t sets = 0;
+  for (auto& e : fs::recursive_directory_iterator(cache_dir))
+    if (e.path().extension() == ".ws" && e.file_size() > 16) sets++;
+  CHECK(sets == 1);
+  auto r2 = run({"spore-vm", "resume", dir, "--timings", "--", "echo", "again"}, cache);
+  INFO(r2.err);
+  CHECK(r2.status == 0);
+  CHECK(r2.out == "again\n");
+  CHECK_THAT(r2.err, Catch::Contains("(prefetching)"));
+
+  // A damaged set is not used, and the resume that finds it records a new one.
+  std::string ws;
+  for (auto& e : fs::recursive_directory_iterator(cache_dir))
+    if (e.path().extension() == ".ws") ws = e.path().string();
+  REQUIRE_FALSE(ws.empty());
+  std::ofstream(ws, std::ios::trunc) << "garbage";
+  auto r3 = run({"spore-vm", "resume", dir, "--timings", "--", "true"}, cache);
+  CHECK(r3.status == 0);
+  CHECK_THAT(r3.err, !Catch::Contains("(prefetching)"));
+  CHECK(fs::file_size(ws) > 16);
+  auto r4 = run({"spore-vm", "resume", dir, "--timings", "--", "true"}, cache);
+  CHECK(r4.status == 0);
+  CHECK_THAT(r4.err, Catch::Contains("(prefetching)"));
 }

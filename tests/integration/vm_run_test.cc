@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <random>
 
+#include "tests/integration/confined.h"
 #include "tests/integration/harness.h"
 
 using namespace spore::itest;
@@ -170,4 +171,46 @@ TEST_CASE("signals while the guest boots: a resize is ignored, Ctrl-C ends the r
   CHECK(c.status == 130);
   CHECK(c.out.empty());
   CHECK_THAT(c.err, Catch::Contains("spore-vm: interrupted by SIGINT while the guest was booting"));
+}
+
+TEST_CASE("spore-vm run confines every thread with a seccomp filter and no_new_privs while the command runs", "[vm]") {
+  std::vector<ThreadConfinement> threads;
+  RunOptions o;
+  o.kill_after_output = "ready\n";
+  o.kill_signal = SIGTERM;  // forwarded: ends the guest command
+  o.on_output = [&](pid_t pid) { threads = thread_confinement(pid); };
+  auto r = vm_run({"sh", "-c", "echo ready; sleep 600"}, {"--cpus", "2"}, o);
+  INFO(r.err);
+  CHECK(r.status == 128 + SIGTERM);
+  check_confined(threads, 4);  // main, device, 2 vCPUs
+}
+
+TEST_CASE("only SPORE_SECCOMP=off runs the VMM unconfined and says so - other values are refused", "[vm]") {
+  std::vector<ThreadConfinement> threads;
+  RunOptions o;
+  o.kill_after_output = "ready\n";
+  o.kill_signal = SIGTERM;
+  o.on_output = [&](pid_t pid) { threads = thread_confinement(pid); };
+  o.env = {"SPORE_SECCOMP=off"};
+  auto off = vm_run({"sh", "-c", "echo ready; sleep 600"}, {}, o);
+  CHECK(off.status == 128 + SIGTERM);
+  CHECK_THAT(off.err, Catch::Contains("SPORE_SECCOMP=off: the VMM runs without its syscall filter"));
+  REQUIRE(threads.size() >= 3);
+  for (const auto& t : threads) CHECK(t.seccomp == 0);
+
+  RunOptions bad;
+  bad.env = {"SPORE_SECCOMP=no"};
+  auto r = vm_run({"true"}, {}, bad);
+  CHECK(r.status == 64);
+  CHECK(r.err == "spore-vm: SPORE_SECCOMP=no: expected on, log or off\n");
+}
+
+TEST_CASE("a guest that powers off mid-command ends the run as a guest failure and not as a seccomp stop", "[vm]") {
+  // Powering off resets the vsock device from a vCPU thread, which then
+  // drops the host connections (close, EPOLL_CTL_DEL): its policy allows that.
+  auto r = vm_run({"sh", "-c", "echo bye; poweroff -f; sleep 10"});
+  INFO(r.err);
+  CHECK(r.status == 70);
+  CHECK(r.out == "bye\n");
+  CHECK_THAT(r.err, !Catch::Contains("seccomp"));
 }
