@@ -2,11 +2,14 @@
 
 #include <linux/audit.h>
 #include <linux/seccomp.h>
+#include <malloc.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
@@ -99,7 +102,14 @@ void on_sigsys(int, siginfo_t* si, void*) {
   _exit(kExitSeccomp);
 }
 
-void install_reporter() {
+// What the process does once, before any of its threads is confined: the
+// SIGSYS reporter, and malloc's arena limit. glibc computes that limit
+// lazily, the first time more than 8 arenas exist (many threads allocating
+// at once: a daemon's clients, many vCPUs), by counting CPUs with
+// sched_getaffinity or by reading /sys/devices/system/cpu/online, depending
+// on the version: a confined thread may do neither. Set here to glibc's own
+// default (8 per CPU this process may run on), it is never computed later.
+void prepare_process() {
   static std::once_flag once;
   std::call_once(once, [] {
     struct sigaction sa {};
@@ -107,6 +117,9 @@ void install_reporter() {
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_SIGINFO;
     sigaction(SIGSYS, &sa, nullptr);
+    cpu_set_t cpus;
+    int n = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 0;
+    ::mallopt(M_ARENA_MAX, 8 * std::max(n, 2));
   });
 }
 
@@ -208,9 +221,9 @@ Result<Program> compile(const Policy& policy, Mode mode) {
     std::call_once(warned, [] { LOG_WARN("SPORE_SECCOMP=off: the VMM runs without its syscall filter"); });
     return Program{};
   }
-  // Before any filter exists: installing the handler later could itself be
-  // a forbidden call.
-  install_reporter();
+  // Compiling happens before the thread (or its creator) is confined: the
+  // process is prepared then, while any call is still allowed.
+  prepare_process();
   SPORE_ASSIGN_OR_RETURN(uint16_t tag, name_tag(policy.name()));
   const uint32_t deny = mode == Mode::kLog ? SECCOMP_RET_LOG : (SECCOMP_RET_TRAP | tag);
 
@@ -242,7 +255,7 @@ Result<Program> compile(const Policy& policy, Mode mode) {
 
 Status install(const Program& program) {
   if (program.empty()) return ok_status();
-  install_reporter();
+  prepare_process();
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return errno_error("seccomp: prctl(PR_SET_NO_NEW_PRIVS)");
   sock_fprog prog{};
   prog.len = static_cast<unsigned short>(program.size());

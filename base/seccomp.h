@@ -39,7 +39,8 @@ inline Arg arg_clear(uint8_t index, uint32_t mask) { return Arg{index, mask, 0};
 // added without conditions is always allowed.
 class Policy {
  public:
-  // name says which thread breaks a rule ("vCPU", "device", ...); at most
+  // name says which thread breaks a rule ("vCPU", "device", ...): a string
+  // that lives as long as the process (the reporter prints it); at most
   // kMaxNames distinct names per process.
   explicit Policy(const char* name) : name_(name) {}
   static constexpr size_t kMaxNames = 16;

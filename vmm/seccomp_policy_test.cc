@@ -18,6 +18,7 @@
 #include <cstring>
 #include <functional>
 #include <thread>
+#include <vector>
 
 #include "base/exit_codes.h"
 #include "tests/child_process.h"
@@ -234,6 +235,43 @@ TEST_CASE("the monitor starts client threads - clone3 is refused so libc uses cl
   });
   CHECK(r.status == 0);
   CHECK(r.err == "ok\n");
+}
+
+TEST_CASE("many threads allocating at once pass every thread policy (malloc sizes its arenas)", "[seccomp]") {
+  // glibc counts the CPUs (sched_getaffinity) once more than 8 arenas
+  // exist: in a daemon with many clients, or a machine with many vCPUs.
+  for (ThreadRole role : {ThreadRole::kMonitor, ThreadRole::kVcpu, ThreadRole::kDevice}) {
+    INFO(thread_role_name(role));
+    auto r = run_in_child([role] {
+      std::thread([] {}).join();
+      constexpr int kThreads = 24;
+      std::vector<seccomp::Program> progs;
+      for (int i = 0; i < kThreads; i++) {
+        auto p = thread_program(role == ThreadRole::kMonitor ? ThreadRole::kMonitorClient : role, PolicyFds{3, 4, 5});
+        must(p.ok(), "compile\n");
+        progs.push_back(std::move(*p));
+      }
+      if (role == ThreadRole::kMonitor) confine_or_die(role, PolicyFds{3, 4, 5});
+      std::atomic<int> ready{0};
+      std::vector<std::thread> ts;
+      for (int i = 0; i < kThreads; i++)
+        ts.emplace_back([&, i] {
+          must(seccomp::install(progs[i]).ok(), "install\n");
+          ready++;
+          while (ready.load() < kThreads) {
+          }
+          std::vector<char> v(4096 + i);  // each thread's first allocation: a new arena
+          v[0] = 1;
+          ready++;
+          while (ready.load() < 2 * kThreads) {
+          }
+        });
+      for (auto& t : ts) t.join();
+      say("ok\n");
+    });
+    CHECK(r.status == 0);
+    CHECK(r.err == "ok\n");
+  }
 }
 
 TEST_CASE("the main thread narrows from controller to session: files go", "[seccomp]") {
