@@ -27,6 +27,10 @@ namespace {
 constexpr size_t kMaxSessions = 256;
 // Output queued for the host per session before we stop reading the child.
 constexpr size_t kOutCap = 1 << 20;
+// Output read after the command exited, per stream: what it wrote before
+// exiting fits in its pipe (at most pipe-max-size, 1 MiB by default); more
+// comes from processes it left behind, which the exit does not wait for.
+constexpr size_t kDrainCap = 1 << 20;
 // Input queued for the child before we stop reading the host.
 constexpr size_t kStdinCap = 1 << 20;
 
@@ -242,7 +246,8 @@ void Server::flush_stdin(Session& s) {
 
 void Server::pump_output(Session& s, int fd, proto::Type type, bool drain) {
   char buf[proto::kMaxDataChunk];
-  while (drain || s.pending_out() < kOutCap) {
+  size_t drained = 0;
+  while (drain ? drained < kDrainCap : s.pending_out() < kOutCap) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
@@ -257,6 +262,7 @@ void Server::pump_output(Session& s, int fd, proto::Type type, bool drain) {
       }
       return;
     }
+    drained += static_cast<size_t>(n);
     if (!s.host_gone) s.send(type, std::string_view(buf, static_cast<size_t>(n)));
   }
 }

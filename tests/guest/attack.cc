@@ -7,6 +7,7 @@
 //   spore-attack flood-stdout BYTES  write BYTES of a known pattern to stdout as fast as it can
 //   spore-attack ignore-timeout      ignore every catchable signal and sleep forever
 //   spore-attack freeze-agent        stop the guest agent (PID 1) with ptrace, then sleep forever
+//   spore-attack outlive-writers N   leave N children writing to stdout without end, then exit 3
 //   (as /init, PID 1, no arguments)  an impostor agent: announces itself with a
 //                                    HELLO of protocol version 99, then sleeps
 //
@@ -100,6 +101,27 @@ int flood_stdout(unsigned long bytes) {
   return 0;
 }
 
+// The command exits while children it leaves behind keep its stdout pipe
+// full: the agent must report the exit, not wait for an end of output that
+// never comes.
+int outlive_writers(long n) {
+  start();
+  for (long i = 0; i < n; i++) {
+    pid_t pid = fork();
+    if (pid < 0) return 1;
+    if (pid == 0) {
+      static char buf[64 << 10];
+      std::memset(buf, 'w', sizeof buf);
+      for (;;) {
+        if (write(STDOUT_FILENO, buf, sizeof buf) < 0 && errno != EINTR && errno != EAGAIN) _exit(0);
+      }
+    }
+  }
+  usleep(200'000);  // the writers have filled the pipe by now
+  std::fprintf(stderr, "spore-attack: exiting under the writers\n");
+  return 3;
+}
+
 int ignore_timeout() {
   start();
   sleep_forever();
@@ -158,7 +180,7 @@ int impostor_agent() {
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: spore-attack ready-flood N | flood-stdout BYTES | ignore-timeout | freeze-agent\n");
+  std::fprintf(stderr, "usage: spore-attack ready-flood N | flood-stdout BYTES | ignore-timeout | freeze-agent | outlive-writers N\n");
   return 2;
 }
 
@@ -170,6 +192,7 @@ int main(int argc, char** argv) {
   std::string mode = argv[1];
   if (mode == "ready-flood" && argc == 3) return ready_flood(std::strtol(argv[2], nullptr, 10));
   if (mode == "flood-stdout" && argc == 3) return flood_stdout(std::strtoul(argv[2], nullptr, 10));
+  if (mode == "outlive-writers" && argc == 3) return outlive_writers(std::strtol(argv[2], nullptr, 10));
   if (mode == "ignore-timeout" && argc == 2) return ignore_timeout();
   if (mode == "freeze-agent" && argc == 2) return freeze_agent();
   return usage();

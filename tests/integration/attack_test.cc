@@ -84,6 +84,18 @@ TEST_CASE("attack: --timeout holds against a command that ignores signals and on
   }
 }
 
+TEST_CASE("attack: children writing without end after the command exits do not hold its exit status", "[attack]") {
+  // --timeout is the backstop: a run that waited for the writers would end
+  // with 124 instead of the command's 3.
+  auto r = vm_run({"spore-attack", "outlive-writers", "4"}, {"--rootfs", attack_rootfs(), "--cpus", "2", "--timeout", "60s"},
+                  watched());
+  INFO(r.err);
+  CHECK_THAT(r.err, Catch::Contains("spore-attack: exiting under the writers"));
+  CHECK(r.status == 3);
+  CHECK(r.out.size() >= 64u << 10);
+  check_bounded(r);
+}
+
 TEST_CASE("attack: an app's first run (cold boot, then seal) refuses the ready port to guest programs", "[attack]") {
   // The cold boot's ready listener is gone by the time the command runs: a
   // connection must be reset, not reach what the listener pointed at.
