@@ -18,6 +18,9 @@ HOST_PKGS=(
   qemu-system-arm qemu-utils device-tree-compiler cpio e2fsprogs zstd
   # checks our EROFS writer's images (fsck.erofs --extract in the unit tests)
   erofs-utils
+  # the checked build (scripts/fuzz.sh): clang with ASan, UBSan and libFuzzer,
+  # llvm-profdata/llvm-cov for fuzz coverage figures
+  clang libclang-rt-14-dev llvm
   # registry tests (spore-pack)
   docker-registry skopeo
   # bench-app.sh: a Debian arm64 minbase root to pack (first stage only)
