@@ -2,7 +2,9 @@
 # Builds everything, incrementally:
 #   out/bin/                     host tools (spore-pack, spore-mkrootfs, unit tests)
 #   out/aarch64/bin/             static aarch64 binaries (spore-stub, spore-vm, spore-bench, spore-agent,
-#                                spore-itests, spore-unit-tests)
+#                                spore-itests, spore-unit-tests, spore-testbed-probe)
+#   out/x86_64/bin/              static x86_64 binaries for the x86_64 testbed (spore-testbed-probe,
+#                                spore-kvm-smoke); built on x86_64 hosts
 #   out/aarch64/share/spore/     guest kernel Image, agent initramfs, demo rootfs image
 #   out/demo/                    the demo image: root tree and OCI layout (spore-pack oci:out/demo/oci)
 #   out/aarch64/share/spore-test/ test-only guest images (the [attack] tests' rootfs, with tests/guest/)
@@ -36,11 +38,27 @@ spore_log "aarch64 build"
 configure "$SPORE_OUT/build/aarch64" -DCMAKE_TOOLCHAIN_FILE="$SPORE_ROOT/cmake/aarch64-linux-gnu.cmake"
 cmake --build "$SPORE_OUT/build/aarch64" -j "$jobs"
 
+# The x86_64 target build: static binaries that run in the x86_64 testbed (or
+# on an x86_64 KVM host). Only the targets listed here are built: the rest of
+# the tree (unit tests, libraries) is the host build's already.
+X86_64_TARGETS=(spore-testbed-probe spore-kvm-smoke)
+if [ "$(uname -m)" = x86_64 ]; then
+  spore_log "x86_64 build"
+  configure "$SPORE_OUT/build/x86_64" -DSPORE_TARGET_BUILD=ON
+  cmake --build "$SPORE_OUT/build/x86_64" -j "$jobs" --target "${X86_64_TARGETS[@]}"
+  mkdir -p "$SPORE_X86_64_BIN"
+  for b in "${X86_64_TARGETS[@]}"; do
+    install -C -m 0755 "$SPORE_OUT/build/x86_64/$b" "$SPORE_X86_64_BIN/"
+  done
+else
+  spore_log "x86_64 build skipped: this $(uname -m) host has no x86_64 toolchain set up"
+fi
+
 mkdir -p "$SPORE_OUT/bin" "$SPORE_AARCH64_BIN" "$SPORE_AARCH64_SHARE"
 for b in spore-unit-tests spore-pack spore-mkrootfs; do
   [ -f "$SPORE_OUT/build/host/$b" ] && install -C -m 0755 "$SPORE_OUT/build/host/$b" "$SPORE_OUT/bin/"
 done
-for b in spore-vm spore-bench spore-itests spore-unit-tests; do
+for b in spore-vm spore-bench spore-itests spore-unit-tests spore-testbed-probe; do
   install -C -m 0755 "$SPORE_OUT/build/aarch64/$b" "$SPORE_AARCH64_BIN/"
 done
 # What ships inside apps is stripped: the stub is copied into every app,
@@ -65,4 +83,4 @@ install -C -m 0644 "$SPORE_OUT/build/initramfs.cpio" "$SPORE_AARCH64_SHARE/initr
 scripts/build-demo-rootfs.sh
 scripts/build-demo-image.sh
 scripts/build-test-rootfs.sh
-spore_log "done: host tools in out/bin, aarch64 in out/aarch64"
+spore_log "done: host tools in out/bin, aarch64 in out/aarch64, x86_64 in out/x86_64"

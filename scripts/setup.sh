@@ -14,8 +14,8 @@ HOST_PKGS=(
   nlohmann-json3-dev libcli11-dev catch2
   # guest kernel
   linux-source-6.1 bc bison flex xz-utils kmod
-  # testbed and images
-  qemu-system-arm qemu-utils device-tree-compiler cpio e2fsprogs zstd
+  # testbeds (aarch64, x86_64) and images
+  qemu-system-arm qemu-system-x86 qemu-utils device-tree-compiler cpio e2fsprogs zstd
   # checks our EROFS writer's images (fsck.erofs --extract in the unit tests)
   erofs-utils
   # the checked build (scripts/fuzz.sh): clang with ASan, UBSan and libFuzzer,
@@ -47,6 +47,6 @@ elif [ -n "${need_update:-}" ]; then
   $SUDO apt-get update -qq
 fi
 
-# Packages that are downloaded (not installed) for the aarch64 side: libfdt's
-# amd64 and arm64 -dev packages conflict, and busybox/kernel are guest payload.
-exec scripts/fetch-arm64.sh
+# Packages that are downloaded (not installed): libfdt's amd64 and arm64 -dev
+# packages conflict, and busybox and the testbeds' kernels are guest payload.
+exec scripts/fetch-debs.sh

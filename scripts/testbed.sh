@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Runs a command inside the testbed: an emulated arm64 host (QEMU TCG with
-# EL2) whose kernel provides a working /dev/kvm, so that the aarch64 VMM can
-# be tested end to end on x86_64 machines. See doc/testbed.md.
+# Runs a command inside the testbed: an emulated host (QEMU TCG) whose kernel
+# provides a working, nested /dev/kvm, so that a KVM backend can be tested end
+# to end on machines without hardware KVM of its architecture: an arm64 host
+# with EL2 (--arch aarch64, the default) or an AMD x86_64 host with SVM and
+# nested paging (--arch x86_64). See doc/testbed.md.
 #
-# On an aarch64 host with a usable /dev/kvm the command simply runs here.
+# On a host of that architecture with usable hardware KVM the command simply
+# runs here.
 set -euo pipefail
 
 # bash reads a script as it runs it. The whole body is one brace group, so
@@ -18,12 +21,15 @@ readonly EXIT_USAGE=2 EXIT_TIMEOUT=124 EXIT_TESTBED=125
 
 usage() {
   cat <<'EOF'
-usage: scripts/testbed.sh [--share DIR]... [--mem MiB] [--timeout SECONDS] [--] CMD [ARGS...]
+usage: scripts/testbed.sh [--arch aarch64|x86_64] [--share DIR]... [--mem MiB]
+                          [--timeout SECONDS] [--] CMD [ARGS...]
 
-Runs CMD inside the testbed (an emulated arm64 host with a working /dev/kvm),
-in the current directory, with the project's aarch64 binaries first on PATH.
-CMD's stdout, stderr and exit status become this script's own.
+Runs CMD inside the testbed (an emulated arm64 or AMD x86_64 host with a
+working /dev/kvm), in the current directory, with the project's binaries for
+that architecture first on PATH. CMD's stdout, stderr and exit status become
+this script's own.
 
+  --arch ARCH        aarch64 (default, env SPORE_TESTBED_ARCH) or x86_64
   --share DIR        make DIR visible inside at the same path, read-write
                      (repeatable; default: the current directory). The
                      project root is always shared.
@@ -52,12 +58,15 @@ info() { [ "$verbose" != 1 ] || say "$@"; }
 # ---------------------------------------------------------------- arguments
 
 shares=()
+arch=${SPORE_TESTBED_ARCH:-aarch64}
 mem=${SPORE_TESTBED_MEM:-3072}
 timeout=${SPORE_TESTBED_TIMEOUT:-3600}
 
 while [ $# -gt 0 ]; do
   case $1 in
     -h|--help) usage; exit 0 ;;
+    --arch) [ $# -ge 2 ] || usage_error "--arch needs aarch64 or x86_64"; arch=$2; shift 2 ;;
+    --arch=*) arch=${1#*=}; shift ;;
     --share) [ $# -ge 2 ] || usage_error "--share needs a directory"; shares+=("$2"); shift 2 ;;
     --share=*) shares+=("${1#*=}"); shift ;;
     --mem) [ $# -ge 2 ] || usage_error "--mem needs a size in MiB"; mem=$2; shift 2 ;;
@@ -70,6 +79,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ $# -gt 0 ] || usage_error "no command given"
+case $arch in
+  aarch64) bindir=$SPORE_AARCH64_BIN qemu=qemu-system-aarch64 ;;
+  x86_64) bindir=$SPORE_X86_64_BIN qemu=qemu-system-x86_64 ;;
+  *) usage_error "--arch must be aarch64 or x86_64 (got '$arch')" ;;
+esac
 { [[ $mem =~ ^[1-9][0-9]*$ ]] && [ "$mem" -ge 512 ]; } || usage_error "--mem must be a whole number of MiB, at least 512 (got '$mem')"
 [[ $timeout =~ ^[1-9][0-9]*$ ]] || usage_error "--timeout must be a positive whole number of seconds (got '$timeout')"
 
@@ -90,17 +104,30 @@ for d in "${shares[@]}"; do
   resolved+=("$(physdir "$d")")
 done
 
-# ------------------------------------------------------------ native aarch64
+# ------------------------------------------------------------------ native
 
-if [ "$(uname -m)" = aarch64 ] && [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-  info "aarch64 host with /dev/kvm: running directly"
+# True if this host runs guests of $arch on hardware KVM. On x86_64 that
+# takes kvm_intel or kvm_amd behind /dev/kvm and the CPU's VMX or SVM; a PVM
+# /dev/kvm (module kvm_pvm, software nested virtualization without VMX/SVM)
+# runs stock guest kernels through the instruction emulator, at a tiny
+# fraction of the speed and with gaps (HOST.md), so it never counts.
+native_kvm() {
+  [ "$(uname -m)" = "$arch" ] && [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] || return 1
+  [ "$arch" = x86_64 ] || return 0
+  [ ! -e /sys/module/kvm_pvm ] || return 1
+  [ -e /sys/module/kvm_intel ] || [ -e /sys/module/kvm_amd ] || return 1
+  grep -qwE 'vmx|svm' /proc/cpuinfo
+}
+
+if native_kvm; then
+  info "$arch host with hardware KVM: running directly"
   # coreutils timeout exits 124 on expiry, like the emulated path.
-  PATH=$SPORE_AARCH64_BIN:$PATH exec timeout -k 10 "$timeout" "$@" </dev/null
+  PATH=$bindir:$PATH exec timeout -k 10 "$timeout" "$@" </dev/null
 fi
 
 # ------------------------------------------------------------- preparation
 
-for tool in qemu-system-aarch64 cpio depmod setpriv tail; do
+for tool in "$qemu" cpio depmod setpriv tail; do
   command -v "$tool" >/dev/null || { say "error: $tool not found (run scripts/setup.sh)"; exit $EXIT_TESTBED; }
 done
 VIRTIOFSD=/usr/lib/qemu/virtiofsd
@@ -111,7 +138,6 @@ VIRTIOFSD=/usr/lib/qemu/virtiofsd
 # The project root, and the binaries' directory in case SPORE_OUT points
 # elsewhere, are always visible.
 resolved+=("$(physdir "$SPORE_ROOT")")
-bindir=$SPORE_AARCH64_BIN
 if [ -d "$bindir" ]; then
   bindir=$(physdir "$bindir")
   resolved+=("$bindir")
@@ -145,7 +171,7 @@ done
 [ $cwd_shared = 1 ] || say "note: $cwd is not shared; the command runs in an empty directory of that name (writes there are lost)"
 
 # The outer environment (kernel + base initramfs), built once and cached.
-base=$("$SPORE_ROOT/scripts/testbed/base.sh") || { say "error: could not build the outer environment"; exit $EXIT_TESTBED; }
+base=$("$SPORE_ROOT/scripts/testbed/base.sh" "$arch") || { say "error: could not build the $arch outer environment"; exit $EXIT_TESTBED; }
 info "outer environment: $base"
 
 # Console logs: one per run, named by our pid, the last few kept.
@@ -285,20 +311,36 @@ kernel_quiet=quiet
 
 t0=$(date +%s.%N)
 # shellcheck disable=SC2054  # commas are QEMU's, not array separators
-qemu_args=(
-  -M virt,virtualization=on,gic-version=3,memory-backend=ram
-  # pauth-impdef: the architected pointer-auth algorithm costs 2.5x (HOST.md).
-  -cpu max,pauth-impdef=on -accel tcg,thread=multi -smp 2 -m "${mem}M"
+case $arch in
+  aarch64)
+    qemu_args=(
+      -M virt,virtualization=on,gic-version=3,memory-backend=ram
+      # pauth-impdef: the architected pointer-auth algorithm costs 2.5x (HOST.md).
+      -cpu max,pauth-impdef=on
+    )
+    console=ttyAMA0
+    # virt's virtio-mmio transports default to legacy mode, which vhost-user
+    # (virtiofsd) refuses.
+    qemu_args+=(-global virtio-mmio.force-legacy=false)
+    virtio=device ;;
+  x86_64)
+    qemu_args=(
+      # TCG's "max" CPU is an AMD-style one with SVM and nested paging (NPT),
+      # so kvm_amd loads inside; TCG does not emulate Intel's VMX (HOST.md).
+      -M pc,memory-backend=ram -cpu max
+    )
+    console=ttyS0
+    virtio=pci ;;
+esac
+qemu_args+=(
+  -accel tcg,thread=multi -smp 2 -m "${mem}M"
   # vhost-user (virtiofsd) needs guest RAM it can map: a shared memfd.
   -object "memory-backend-memfd,id=ram,size=${mem}M,share=on"
   -nodefaults -no-user-config -display none -no-reboot
-  -kernel "$(qesc "$base/Image")" -initrd "$(qesc "$run/initrd")"
-  -append "console=ttyAMA0 rdinit=/init panic=-1 $kernel_quiet"
+  -kernel "$(qesc "$base/kernel")" -initrd "$(qesc "$run/initrd")"
+  -append "console=$console rdinit=/init panic=-1 $kernel_quiet"
   -chardev "file,id=con,path=$(qesc "$log"),append=on" -serial chardev:con
-  # virt's virtio-mmio transports default to legacy mode, which vhost-user
-  # (virtiofsd) refuses.
-  -global virtio-mmio.force-legacy=false
-  -device virtio-serial-device
+  -device "virtio-serial-$virtio"
 )
 # The command's streams and its status, one virtio-serial port each. The
 # host ends are regular files, not pipes: QEMU then never has to throttle a
@@ -319,7 +361,7 @@ for i in "${!mounts[@]}"; do
     -o sandbox=chroot -o cache=auto -o log_level=err </dev/null >>"$log" 2>&1
   fsd_pids+=($!)
   qemu_args+=(-chardev "socket,id=fs$i,path=$(qesc "$run/fs$i.sock")"
-              -device "vhost-user-fs-device,chardev=fs$i,tag=spore$i")
+              -device "vhost-user-fs-$virtio,chardev=fs$i,tag=spore$i")
 done
 for i in "${!mounts[@]}"; do
   for _ in $(seq 500); do
@@ -331,7 +373,7 @@ for i in "${!mounts[@]}"; do
 done
 
 info "console log: $log"
-spawn qemu-system-aarch64 "${qemu_args[@]}" </dev/null >>"$log" 2>&1
+spawn "$qemu" "${qemu_args[@]}" </dev/null >>"$log" 2>&1
 qemu_pid=$!
 # Stream the command's output while it runs. With --pid, tail reads to the
 # end once more after QEMU exits, then stops; nothing is lost.

@@ -1,27 +1,41 @@
 #!/usr/bin/env bash
-# Builds (once) and caches the testbed's outer environment: Debian's cloud
-# arm64 kernel Image plus a base initramfs (static busybox, the virtio
-# modules, scripts/testbed/init). Prints the cache directory, which holds
-# `Image` and `base.cpio`.
+# Builds (once) and caches the outer environment of one testbed
+# architecture: Debian's cloud kernel of that architecture plus a base
+# initramfs (static busybox, the virtio and KVM modules,
+# scripts/testbed/init). Prints the cache directory, which holds `kernel`
+# and `base.cpio`.
+#
+#   scripts/testbed/base.sh aarch64|x86_64
 #
 # The directory is $SPORE_DEV_CACHE/testbed/<key>, where <key> hashes every
-# input: both package versions, the module list and the harness scripts
-# themselves. A finished directory is never modified, and it appears with a
-# single rename, so concurrent first runs at worst build twice.
+# input: the architecture, both package versions, the module list and the
+# harness scripts themselves. A finished directory is never modified, and it
+# appears with a single rename, so concurrent first runs at worst build twice.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
+ARCH=${1:-}
 # What the guest init needs from the module tree; dependencies are added from
 # modules.dep. Modules that a future kernel builds in are skipped.
-MODULES=(virtio_mmio virtio_console virtiofs)
+case $ARCH in
+  aarch64)
+    DEB_ARCH=arm64
+    # KVM is built into the arm64 cloud kernel; QEMU's virt board has virtio-mmio.
+    MODULES=(virtio_mmio virtio_console virtiofs) ;;
+  x86_64)
+    DEB_ARCH=amd64
+    # QEMU's pc board has PCI; KVM and its AMD part are modules here.
+    MODULES=(virtio_pci virtio_console virtiofs kvm_amd) ;;
+  *) printf 'usage: %s aarch64|x86_64\n' "${0##*/}" >&2; exit 2 ;;
+esac
 
 TB_CACHE=$SPORE_DEV_CACHE/testbed
 
 say() { printf 'testbed: %s\n' "$*" >&2; }
 die() { printf 'testbed: error: %s\n' "$*" >&2; exit 1; }
 
-# Sets KDIR and BBDIR to the unpacked kernel and busybox packages.
+# Sets KDIR and BBDIR to the unpacked kernel and busybox packages of DEB_ARCH.
 # Asking apt costs about a second per query here (no pkgcache), which would
 # be most of a short run's overhead, so the answer is remembered per state of
 # apt's package lists: it can only change when those do.
@@ -30,16 +44,16 @@ resolve_packages() {
   stamp=$({ dpkg --print-foreign-architectures
             stat -c '%n %s %Y' /var/lib/apt/lists/*_Packages* 2>/dev/null || true
           } | spore_hash)
-  memo=$TB_CACHE/apt-$stamp
+  memo=$TB_CACHE/apt-$DEB_ARCH-$stamp
   if [ -f "$memo" ]; then
     { read -r KDIR; read -r BBDIR; } <"$memo"
     [ -f "$KDIR/.complete" ] && [ -f "$BBDIR/.complete" ] && return 0
   fi
-  kpkg=$(spore_cloud_kernel_pkg)
-  [ -n "$kpkg" ] || die "cannot resolve the linux-image-*-cloud-arm64 package (run scripts/setup.sh)"
-  KDIR=$(spore_arm64_pkg "$kpkg")
-  BBDIR=$(spore_arm64_pkg busybox-static)
-  rm -f "$TB_CACHE"/apt-*
+  kpkg=$(spore_cloud_kernel_pkg "$DEB_ARCH")
+  [ -n "$kpkg" ] || die "cannot resolve the linux-image-*-cloud-$DEB_ARCH package (run scripts/setup.sh)"
+  KDIR=$(spore_deb_pkg "$DEB_ARCH" "$kpkg")
+  BBDIR=$(spore_deb_pkg "$DEB_ARCH" busybox-static)
+  rm -f "$TB_CACHE"/apt-"$DEB_ARCH"-*
   printf '%s\n%s\n' "$KDIR" "$BBDIR" >"$memo.$$"
   mv -f "$memo.$$" "$memo"
 }
@@ -47,7 +61,7 @@ resolve_packages() {
 # Prints the module files to load, relative to lib/modules/<kver>, each
 # after everything it depends on. The .deb ships no modules.dep (depmod runs
 # at install time), so generate one in a scratch tree; depmod reads foreign
-# (arm64) modules fine.
+# (arm64 on x86_64) modules fine.
 module_order() {
   local kmods=$1 scratch=$2 kver line mod rest name path
   local -A deps=() bypath=() seen=()
@@ -110,10 +124,12 @@ build() {
   # Uncompressed: under the emulator, copying is cheaper than inflating, and
   # the per-run cpio is simply appended to this one.
   (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio -o -0 -H newc -R 0:0 --quiet) >"$tmp/base.cpio"
-  # The .deb's vmlinuz is already a raw arm64 Image. Same filesystem as the
-  # package cache, so a hard link costs no space.
-  ln "$kimg" "$tmp/Image" 2>/dev/null || cp "$kimg" "$tmp/Image"
-  printf 'kernel %s\nbusybox %s\nmodules %s\n' "${KDIR##*/}" "${BBDIR##*/}" "$(tr '\n' ' ' <"$tmp/order")" >"$tmp/inputs"
+  # The .deb's vmlinuz is what QEMU's -kernel takes: a raw Image on arm64, a
+  # bzImage on x86_64. Same filesystem as the package cache, so a hard link
+  # costs no space.
+  ln "$kimg" "$tmp/kernel" 2>/dev/null || cp "$kimg" "$tmp/kernel"
+  printf 'arch %s\nkernel %s\nbusybox %s\nmodules %s\n' "$ARCH" "${KDIR##*/}" "${BBDIR##*/}" \
+    "$(tr '\n' ' ' <"$tmp/order")" >"$tmp/inputs"
   rm -rf "$root" "$tmp/scratch" "$tmp/order"
   chmod 755 "$tmp"
   touch "$tmp/.complete"
@@ -132,7 +148,7 @@ main() {
   mkdir -p "$TB_CACHE"
   resolve_packages
   key=$({
-    printf 'kernel %s\nbusybox %s\nmodules %s\n' "${KDIR##*/}" "${BBDIR##*/}" "${MODULES[*]}"
+    printf 'arch %s\nkernel %s\nbusybox %s\nmodules %s\n' "$ARCH" "${KDIR##*/}" "${BBDIR##*/}" "${MODULES[*]}"
     for f in "$SPORE_ROOT"/scripts/lib.sh "$SPORE_ROOT"/scripts/testbed.sh "$SPORE_ROOT"/scripts/testbed/*; do
       printf '== %s\n' "${f##*/}"
       cat "$f"
