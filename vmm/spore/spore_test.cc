@@ -374,6 +374,17 @@ TEST_CASE("manifests round-trip and reject nonsense", "[spore][manifest]") {
   }
   CHECK_FALSE(parse_manifest("{not json").ok());
   CHECK_FALSE(parse_manifest("{}").ok());
+  // Numbers are unsigned integers that fit their field, as the JSON says:
+  // nothing converted on the way (fuzz/regressions/spore_manifest/).
+  CHECK_FALSE(broken("\"ipa_bits\": 40", "\"ipa_bits\": -40").ok());
+  CHECK_FALSE(broken("\"ipa_bits\": 40", "\"ipa_bits\": 40.5").ok());
+  CHECK_FALSE(broken("\"ipa_bits\": 40", "\"ipa_bits\": 4e1").ok());
+  CHECK_FALSE(broken("\"vcpus\": 2", "\"vcpus\": 4294967298").ok());
+  CHECK_FALSE(broken("\"generation\": 3", "\"generation\": -1").ok());
+  CHECK_FALSE(broken("\"size\": 100", "\"size\": 1e2").ok());
+  CHECK_FALSE(broken("\"0x4b00343b\"", "\"0x14b00343b\"").ok());  // GICD_IIDR is 32 bits
+  CHECK(broken("\"generation\": 3", "\"generation\": 18446744073709551615").ok());
+  CHECK_FALSE(broken("\"reg_list_sha256\": \"" + std::string(64, 'a'), "\"reg_list_sha256\": \"" + std::string(64, 'A')).ok());
 }
 
 TEST_CASE("the platform contract names every difference", "[spore][platform]") {
