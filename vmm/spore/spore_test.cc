@@ -565,6 +565,16 @@ TEST_CASE("working sets round-trip and see which pages were read or written", "[
   std::string bad = encode_working_set(states);
   bad.back() = static_cast<char>(0xff);
   CHECK_FALSE(decode_working_set(bad, states.size()).ok());
+  // 9 pages: page 8 in the low bits of the last byte, the rest unused and 0
+  // (fuzz/regressions/working_set/).
+  bad = encode_working_set(states);
+  bad.back() = static_cast<char>(bad.back() | 0x40);
+  CHECK_FALSE(decode_working_set(bad, states.size()).ok());
+  // A file cut after its magic is not a set of 0 pages.
+  CHECK(decode_working_set(encode_working_set(""), 0).ok());
+  CHECK_FALSE(decode_working_set("SPORWSET", 0).ok());
+  // A page count whose byte count overflows is refused, not allocated.
+  CHECK_FALSE(decode_working_set(std::string("SPORWSET") + std::string(8, '\xff'), ~0ull).ok());
 
   // A private file mapping, like a resumed guest's RAM.
   TempDir t;
