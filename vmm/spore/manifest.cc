@@ -31,7 +31,7 @@ FileRef parse_file_ref(const json& j, const char* what) {
   FileRef f;
   f.file = j.at("file").get<std::string>();
   f.sha256 = j.at("sha256").get<std::string>();
-  f.size = j.at("size").get<uint64_t>();
+  f.size = json_unsigned(j.at("size"), UINT64_MAX);
   if (!plain_name(f.file)) throw std::invalid_argument(std::string(what) + ".file must be a plain file name");
   if (!is_hex(f.sha256, 64)) throw std::invalid_argument(std::string(what) + ".sha256 must be 64 hex digits");
   return f;
@@ -77,17 +77,17 @@ Result<SporeManifest> parse_manifest(std::string_view text) {
       if (!is_hex(m.parent, 64)) return make_error(ErrorKind::kCorrupt, "manifest: parent must be a sha256 digest");
     }
     m.created = j.at("created").get<std::string>();
-    m.generation = j.at("generation").get<uint64_t>();
+    m.generation = json_unsigned(j.at("generation"), UINT64_MAX);
     m.platform = j.at("platform").get<PlatformFacts>();
     const json& mach = j.at("machine");
-    m.machine.vcpus = mach.at("vcpus").get<uint32_t>();
-    m.machine.mem_mib = mach.at("mem_mib").get<uint64_t>();
+    m.machine.vcpus = static_cast<uint32_t>(json_unsigned(mach.at("vcpus"), UINT32_MAX));
+    m.machine.mem_mib = json_unsigned(mach.at("mem_mib"), UINT64_MAX);
     m.machine.cmdline = mach.at("cmdline").get<std::string>();
     if (!j.at("rootfs").is_null()) {
       const json& r = j.at("rootfs");
       SporeManifest::Rootfs rf;
       rf.path = r.at("path").get<std::string>();
-      rf.size = r.at("size").get<uint64_t>();
+      rf.size = json_unsigned(r.at("size"), UINT64_MAX);
       rf.sha256 = r.at("sha256").get<std::string>();
       if (rf.path.empty() || rf.path[0] != '/' || !is_hex(rf.sha256, 64))
         return make_error(ErrorKind::kCorrupt, "manifest: rootfs needs an absolute path and a sha256 digest");
@@ -96,10 +96,10 @@ Result<SporeManifest> parse_manifest(std::string_view text) {
     m.state = parse_file_ref(j.at("state"), "state");
     m.memory_index = parse_file_ref(j.at("memory_index"), "memory_index");
     const json& mem = j.at("memory");
-    m.memory.chunk_size = mem.at("chunk_size").get<uint32_t>();
-    m.memory.ram_size = mem.at("ram_size").get<uint64_t>();
-    m.memory.chunks = mem.at("chunks").get<uint64_t>();
-    m.memory.stored_bytes = mem.at("stored_bytes").get<uint64_t>();
+    m.memory.chunk_size = static_cast<uint32_t>(json_unsigned(mem.at("chunk_size"), UINT32_MAX));
+    m.memory.ram_size = json_unsigned(mem.at("ram_size"), UINT64_MAX);
+    m.memory.chunks = json_unsigned(mem.at("chunks"), UINT64_MAX);
+    m.memory.stored_bytes = json_unsigned(mem.at("stored_bytes"), UINT64_MAX);
     m.memory.chunk_store = mem.at("chunk_store").get<std::string>();
   } catch (const std::exception& e) {
     return make_error(ErrorKind::kCorrupt, std::string("manifest: ") + e.what());

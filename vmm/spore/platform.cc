@@ -65,6 +65,13 @@ void to_json(nlohmann::json& j, const PlatformFacts& p) {
                      {"reg_list_sha256", p.reg_list_sha256}};
 }
 
+uint64_t json_unsigned(const nlohmann::json& v, uint64_t max) {
+  if (!v.is_number_unsigned() || v.get<uint64_t>() > max)
+    throw nlohmann::json::type_error::create(302, "expected an unsigned integer up to " + std::to_string(max) +
+                                                      ", got " + v.dump(), &v);
+  return v.get<uint64_t>();
+}
+
 namespace {
 uint64_t parse_hex(const nlohmann::json& v) {
   std::string s = v.get<std::string>();
@@ -79,21 +86,30 @@ uint64_t parse_hex(const nlohmann::json& v) {
   }
   return out;
 }
+
+uint32_t parse_hex32(const nlohmann::json& v) {
+  uint64_t x = parse_hex(v);
+  if (x > UINT32_MAX) throw nlohmann::json::type_error::create(302, "hex value does not fit 32 bits", &v);
+  return static_cast<uint32_t>(x);
+}
 }  // namespace
 
 void from_json(const nlohmann::json& j, PlatformFacts& p) {
   p.arch = j.at("arch").get<std::string>();
-  p.board_version = j.at("board_version").get<uint32_t>();
-  p.page_size = j.at("page_size").get<uint32_t>();
-  p.ipa_bits = j.at("ipa_bits").get<uint32_t>();
-  p.vcpu_target = j.at("vcpu_target").get<uint32_t>();
-  p.vcpu_features = static_cast<uint32_t>(parse_hex(j.at("vcpu_features")));
+  p.board_version = static_cast<uint32_t>(json_unsigned(j.at("board_version"), UINT32_MAX));
+  p.page_size = static_cast<uint32_t>(json_unsigned(j.at("page_size"), UINT32_MAX));
+  p.ipa_bits = static_cast<uint32_t>(json_unsigned(j.at("ipa_bits"), UINT32_MAX));
+  p.vcpu_target = static_cast<uint32_t>(json_unsigned(j.at("vcpu_target"), UINT32_MAX));
+  p.vcpu_features = parse_hex32(j.at("vcpu_features"));
   p.gic = j.at("gic").get<std::string>();
-  p.gic_iidr = static_cast<uint32_t>(parse_hex(j.at("gic_iidr")));
+  p.gic_iidr = parse_hex32(j.at("gic_iidr"));
   p.kvm_caps = j.at("kvm_caps").get<std::vector<std::string>>();
   p.id_regs.clear();
   for (const auto& [name, value] : j.at("id_registers").items()) p.id_regs.emplace_back(name, parse_hex(value));
   p.reg_list_sha256 = j.at("reg_list_sha256").get<std::string>();
+  bool hex = p.reg_list_sha256.size() == 64;
+  for (char c : p.reg_list_sha256) hex &= (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  if (!hex) throw nlohmann::json::type_error::create(302, "reg_list_sha256 must be 64 lower-case hex digits", &j);
 }
 
 }  // namespace spore::vmm

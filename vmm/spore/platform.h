@@ -33,4 +33,9 @@ std::vector<std::string> compare_platform(const PlatformFacts& spore, const Plat
 void to_json(nlohmann::json& j, const PlatformFacts& p);
 void from_json(const nlohmann::json& j, PlatformFacts& p);
 
+// A manifest number: a JSON integer from 0 to max, else nlohmann's
+// type_error (a negative, fractional or too large value would otherwise be
+// converted silently, e.g. -40 to 4294967256).
+uint64_t json_unsigned(const nlohmann::json& v, uint64_t max);
+
 }  // namespace spore::vmm

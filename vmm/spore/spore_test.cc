@@ -374,6 +374,17 @@ TEST_CASE("manifests round-trip and reject nonsense", "[spore][manifest]") {
   }
   CHECK_FALSE(parse_manifest("{not json").ok());
   CHECK_FALSE(parse_manifest("{}").ok());
+  // Numbers are unsigned integers that fit their field, as the JSON says:
+  // nothing converted on the way (fuzz/regressions/spore_manifest/).
+  CHECK_FALSE(broken("\"ipa_bits\": 40", "\"ipa_bits\": -40").ok());
+  CHECK_FALSE(broken("\"ipa_bits\": 40", "\"ipa_bits\": 40.5").ok());
+  CHECK_FALSE(broken("\"ipa_bits\": 40", "\"ipa_bits\": 4e1").ok());
+  CHECK_FALSE(broken("\"vcpus\": 2", "\"vcpus\": 4294967298").ok());
+  CHECK_FALSE(broken("\"generation\": 3", "\"generation\": -1").ok());
+  CHECK_FALSE(broken("\"size\": 100", "\"size\": 1e2").ok());
+  CHECK_FALSE(broken("\"0x4b00343b\"", "\"0x14b00343b\"").ok());  // GICD_IIDR is 32 bits
+  CHECK(broken("\"generation\": 3", "\"generation\": 18446744073709551615").ok());
+  CHECK_FALSE(broken("\"reg_list_sha256\": \"" + std::string(64, 'a'), "\"reg_list_sha256\": \"" + std::string(64, 'A')).ok());
 }
 
 TEST_CASE("the platform contract names every difference", "[spore][platform]") {
@@ -554,6 +565,16 @@ TEST_CASE("working sets round-trip and see which pages were read or written", "[
   std::string bad = encode_working_set(states);
   bad.back() = static_cast<char>(0xff);
   CHECK_FALSE(decode_working_set(bad, states.size()).ok());
+  // 9 pages: page 8 in the low bits of the last byte, the rest unused and 0
+  // (fuzz/regressions/working_set/).
+  bad = encode_working_set(states);
+  bad.back() = static_cast<char>(bad.back() | 0x40);
+  CHECK_FALSE(decode_working_set(bad, states.size()).ok());
+  // A file cut after its magic is not a set of 0 pages.
+  CHECK(decode_working_set(encode_working_set(""), 0).ok());
+  CHECK_FALSE(decode_working_set("SPORWSET", 0).ok());
+  // A page count whose byte count overflows is refused, not allocated.
+  CHECK_FALSE(decode_working_set(std::string("SPORWSET") + std::string(8, '\xff'), ~0ull).ok());
 
   // A private file mapping, like a resumed guest's RAM.
   TempDir t;

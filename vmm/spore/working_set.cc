@@ -34,16 +34,22 @@ std::string encode_working_set(const std::string& states) {
 Result<std::string> decode_working_set(std::string_view data, uint64_t pages) {
   Decoder d(data);
   char magic[8];
+  const uint64_t bytes = pages / 4 + (pages % 4 != 0);  // (pages + 3) / 4 without overflow
+  // (A count the file is too short to hold reads as 0: check ok() too.)
   if (!d.bytes(magic, sizeof magic) || std::memcmp(magic, kMagic, sizeof magic) != 0 || d.u64() != pages ||
-      d.remaining() != (pages + 3) / 4)
+      !d.ok() || d.remaining() != bytes)
     return make_error(ErrorKind::kCorrupt, "working set does not match the RAM it describes");
-  std::string_view packed = d.view((pages + 3) / 4);
+  std::string_view packed = d.view(bytes);
   std::string states(pages, '\0');
   for (uint64_t i = 0; i < pages; i++) {
     char s = static_cast<char>((static_cast<uint8_t>(packed[i / 4]) >> (2 * (i % 4))) & 3);
     if (s == 3) return make_error(ErrorKind::kCorrupt, "working set holds an invalid page state");
     states[i] = s;
   }
+  // The last byte's unused high bits are 0 (doc/spore-format.md): a file
+  // with anything there was not written by encode_working_set.
+  if (pages % 4 && static_cast<uint8_t>(packed.back()) >> (2 * (pages % 4)))
+    return make_error(ErrorKind::kCorrupt, "working set has bits set past its last page");
   return states;
 }
 
