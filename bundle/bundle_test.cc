@@ -142,6 +142,7 @@ TEST_CASE("a spore embedded in a bundle keeps its digest and serves its chunks",
     m.id = std::string(32, 'f');
     m.created = "x";
     m.platform.arch = "aarch64";
+    m.platform.reg_list_sha256 = std::string(64, '0');  // decoders require 64 hex digits
     m.machine = {1, 1, ""};
     m.memory = {cs, ram.size(), idx->entries.size(), 0, ""};
     auto s = (*w)->commit(m, "STATE", vmm::encode_memory_index(*idx));
