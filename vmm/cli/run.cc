@@ -60,7 +60,7 @@ int cmd_run(const RunOptions& o) {
   std::string assets = default_assets_dir();
   vmm::ConsoleLog console(o.exec.console);
   vmm::MachineConfig mc;
-  mc.kernel = o.kernel.empty() ? assets + "/Image" : o.kernel;
+  mc.kernel = o.kernel.empty() ? assets + "/" + vmm::Machine::kernel_file_name() : o.kernel;
   mc.initrd = o.initrd.empty() ? assets + "/initramfs.cpio" : o.initrd;
   if (!o.no_rootfs) mc.rootfs = o.rootfs.empty() ? assets + "/demo-rootfs.img" : o.rootfs;
   mc.vcpus = o.cpus;
