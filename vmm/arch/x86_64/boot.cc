@@ -75,13 +75,35 @@ Status load_file(const GuestMemory& mem, int fd, uint64_t file_off, uint64_t siz
   return ok_status();
 }
 
+// ELF64 header and program header fields (offsets).
+constexpr uint8_t kElfMagic[4] = {0x7f, 'E', 'L', 'F'};
+constexpr uint16_t kEmX86_64 = 62, kEtExec = 2;
+constexpr uint32_t kPtLoad = 1;
+constexpr size_t kElfHeaderSize = 64, kPhdrSize = 56, kMaxPhdrs = 64;
+constexpr uint64_t kStartKernelMap = 0xffff'ffff'8000'0000;
+
+// The setup header a vmlinux lacks, as a bzImage of the same kernel would
+// carry it: protocol 2.15 (the 6.1 kernel's own, which makes it read
+// acpi_rsdp_addr), loaded high, a 2047-byte command line.
+std::vector<uint8_t> vmlinux_setup_header() {
+  uint8_t zp[kHeaderEnd] = {};
+  put<uint16_t>(zp, kBootFlag, kBootFlagValue);
+  put<uint32_t>(zp, kHeaderMagic, kHdrS);
+  put<uint16_t>(zp, kVersion, 0x020f);
+  zp[kLoadflags] = kLoadedHigh;
+  put<uint32_t>(zp, kInitrdAddrMax, 0x7fff'ffff);
+  put<uint32_t>(zp, kKernelAlignment, 2 << 20);
+  put<uint16_t>(zp, kXloadflags, kXlfKernel64);
+  put<uint32_t>(zp, kCmdlineSize, 2047);
+  return std::vector<uint8_t>(zp + kSetupSects, zp + kHeaderEnd);
+}
+
 }  // namespace
 
 Result<SetupHeader> parse_setup_header(const uint8_t* data, size_t len) {
-  if (len < 0x400) return make_error(ErrorKind::kCorrupt, "too short to be an x86 kernel bzImage");
+  if (len < 0x400) return make_error(ErrorKind::kCorrupt, "too short to be an x86_64 kernel");
   if (get<uint32_t>(data, kHeaderMagic) != kHdrS || get<uint16_t>(data, kBootFlag) != kBootFlagValue)
-    return make_error(ErrorKind::kCorrupt, "not an x86 kernel bzImage (no \"HdrS\" setup header; a vmlinux ELF "
-                                           "is not supported)");
+    return make_error(ErrorKind::kCorrupt, "not an x86_64 kernel (neither a vmlinux ELF nor a bzImage)");
   SetupHeader h;
   h.version = get<uint16_t>(data, kVersion);
   if (h.version < 0x020c)
@@ -108,6 +130,40 @@ Result<SetupHeader> parse_setup_header(const uint8_t* data, size_t len) {
   return h;
 }
 
+Result<ElfKernel> parse_elf_kernel(const uint8_t* data, size_t len, uint64_t file_size) {
+  if (len < kElfHeaderSize || std::memcmp(data, kElfMagic, 4) != 0)
+    return make_error(ErrorKind::kCorrupt, "not an ELF file");
+  if (data[4] != 2 || data[5] != 1 || get<uint16_t>(data, 18) != kEmX86_64)
+    return make_error(ErrorKind::kCorrupt, "not an x86_64 ELF (a vmlinux for another architecture?)");
+  if (get<uint16_t>(data, 16) != kEtExec) return make_error(ErrorKind::kCorrupt, "the ELF file is not an executable");
+  ElfKernel k;
+  k.entry = get<uint64_t>(data, 24);
+  const uint64_t phoff = get<uint64_t>(data, 32);
+  const uint16_t phentsize = get<uint16_t>(data, 54), phnum = get<uint16_t>(data, 56);
+  if (phentsize != kPhdrSize || phnum == 0 || phnum > kMaxPhdrs || phoff > len || phnum * kPhdrSize > len - phoff)
+    return make_error(ErrorKind::kCorrupt, "the ELF program headers are missing or implausible");
+  bool entry_inside = false;
+  for (uint16_t i = 0; i < phnum; i++) {
+    const uint8_t* ph = data + phoff + i * kPhdrSize;
+    if (get<uint32_t>(ph, 0) != kPtLoad) continue;
+    ElfSegment seg{get<uint64_t>(ph, 8), get<uint64_t>(ph, 32), get<uint64_t>(ph, 24), get<uint64_t>(ph, 40)};
+    if (seg.offset > file_size || seg.filesz > file_size - seg.offset || seg.filesz > seg.memsz ||
+        seg.paddr < kKernelAddr || seg.paddr >= kMmioHoleStart || seg.memsz > kMmioHoleStart - seg.paddr)
+      return make_error(ErrorKind::kCorrupt, strfmt("ELF segment %u lies outside the file or low RAM", i));
+    // The kernel maps itself at __START_KERNEL_map + its physical address:
+    // the segment it starts in says so (a user program's ELF does not).
+    const uint64_t vaddr = get<uint64_t>(ph, 16);
+    if (k.entry >= seg.paddr && k.entry - seg.paddr < seg.memsz && vaddr - seg.paddr == kStartKernelMap)
+      entry_inside = true;
+    k.segments.push_back(seg);
+  }
+  if (k.segments.empty()) return make_error(ErrorKind::kCorrupt, "the ELF file has nothing to load");
+  if (!entry_inside)
+    return make_error(ErrorKind::kCorrupt, "an ELF file that is not an x86_64 Linux kernel (vmlinux): its entry point "
+                                           "is not in kernel text");
+  return k;
+}
+
 uint64_t low_ram_size(uint64_t ram_size) { return std::min(ram_size, kMmioHoleStart); }
 
 std::vector<E820Entry> e820_map(uint64_t ram_size) {
@@ -127,36 +183,59 @@ Result<BootLayout> load_kernel_and_initrd(const GuestMemory& mem, uint64_t ram_s
   if (!kfd.ok()) return std::move(kfd).error().wrap("kernel");
   auto ksize = file_size(kfd->get());
   if (!ksize.ok()) return std::move(ksize).error().wrap("kernel " + kernel_path);
-  uint8_t hdr[0x400] = {};
-  if (*ksize < sizeof hdr) return make_error(ErrorKind::kCorrupt, "kernel " + kernel_path + ": file too short");
-  SPORE_TRY(pread_exact(kfd->get(), hdr, sizeof hdr, 0));
-  auto h = parse_setup_header(hdr, sizeof hdr);
-  if (!h.ok()) return std::move(h).error().wrap("kernel " + kernel_path);
+  uint8_t hdr[0x1000] = {};  // the bzImage header, or the ELF and program headers
+  if (*ksize < 0x400) return make_error(ErrorKind::kCorrupt, "kernel " + kernel_path + ": file too short");
+  const size_t hlen = static_cast<size_t>(std::min<uint64_t>(*ksize, sizeof hdr));
+  SPORE_TRY(pread_exact(kfd->get(), hdr, hlen, 0));
+  const uint64_t low = low_ram_size(ram_size);
 
   BootLayout b;
-  // The header runs from 0x1f1 to the end its jump instruction skips to.
-  size_t end = std::min<size_t>(kJump + 2 + hdr[kJump + 1], kHeaderEnd);
-  b.setup_header.assign(hdr + kSetupSects, hdr + end);
-  b.cmdline_size = h->cmdline_size;
+  uint32_t initrd_addr_max = 0x7fff'ffff;
+  if (std::memcmp(hdr, kElfMagic, 4) == 0) {
+    auto k = parse_elf_kernel(hdr, hlen, *ksize);
+    if (!k.ok()) return std::move(k).error().wrap("kernel " + kernel_path);
+    b.setup_header = vmlinux_setup_header();
+    b.cmdline_size = 2047;
+    b.entry = k->entry;
+    b.kernel_gpa = UINT64_MAX;
+    for (const auto& seg : k->segments) {
+      b.kernel_gpa = std::min(b.kernel_gpa, seg.paddr);
+      b.kernel_end = std::max(b.kernel_end, seg.paddr + seg.memsz);
+    }
+    if (b.kernel_end > low)
+      return make_error(ErrorKind::kUsage, "kernel does not fit in guest RAM (use a larger --mem)");
+    for (const auto& seg : k->segments) {
+      SPORE_TRY(load_file(mem, kfd->get(), seg.offset, seg.filesz, seg.paddr, kernel_path));
+      std::memset(mem.ptr(seg.paddr + seg.filesz, seg.memsz - seg.filesz), 0, seg.memsz - seg.filesz);  // bss
+    }
+  } else {
+    auto h = parse_setup_header(hdr, hlen);
+    if (!h.ok()) return std::move(h).error().wrap("kernel " + kernel_path);
+    // The header runs from 0x1f1 to the end its jump instruction skips to.
+    size_t end = std::min<size_t>(kJump + 2 + hdr[kJump + 1], kHeaderEnd);
+    b.setup_header.assign(hdr + kSetupSects, hdr + end);
+    b.cmdline_size = h->cmdline_size;
+    initrd_addr_max = h->initrd_addr_max;
 
-  const uint64_t pm_offset = (static_cast<uint64_t>(h->setup_sects) + 1) * 512;
-  if (pm_offset >= *ksize) return make_error(ErrorKind::kCorrupt, "kernel " + kernel_path + ": truncated bzImage");
-  const uint64_t pm_size = *ksize - pm_offset;
-  const uint64_t low = low_ram_size(ram_size);
-  b.kernel_gpa = kKernelAddr;
-  b.entry = kKernelAddr + 0x200;
-  // The image is loaded at 1 MiB, then decompresses itself at
-  // pref_address; both ranges must be RAM, and the initrd must stay clear.
-  b.kernel_end = std::max(kKernelAddr + pm_size, h->pref_address + h->init_size);
-  if (b.kernel_end > low) return make_error(ErrorKind::kUsage, "kernel does not fit in guest RAM (use a larger --mem)");
-  SPORE_TRY(load_file(mem, kfd->get(), pm_offset, pm_size, b.kernel_gpa, kernel_path));
+    const uint64_t pm_offset = (static_cast<uint64_t>(h->setup_sects) + 1) * 512;
+    if (pm_offset >= *ksize) return make_error(ErrorKind::kCorrupt, "kernel " + kernel_path + ": truncated bzImage");
+    const uint64_t pm_size = *ksize - pm_offset;
+    b.kernel_gpa = kKernelAddr;
+    b.entry = kKernelAddr + 0x200;
+    // The image is loaded at 1 MiB, then decompresses itself at
+    // pref_address; both ranges must be RAM, and the initrd must stay clear.
+    b.kernel_end = std::max(kKernelAddr + pm_size, h->pref_address + h->init_size);
+    if (b.kernel_end > low)
+      return make_error(ErrorKind::kUsage, "kernel does not fit in guest RAM (use a larger --mem)");
+    SPORE_TRY(load_file(mem, kfd->get(), pm_offset, pm_size, b.kernel_gpa, kernel_path));
+  }
 
   if (!initrd_path.empty()) {
     auto ifd = open_file(initrd_path, O_RDONLY);
     if (!ifd.ok()) return std::move(ifd).error().wrap("initrd");
     auto isize = file_size(ifd->get());
     if (!isize.ok()) return std::move(isize).error().wrap("initrd " + initrd_path);
-    uint64_t top = std::min<uint64_t>(low, static_cast<uint64_t>(h->initrd_addr_max) + 1);
+    uint64_t top = std::min<uint64_t>(low, uint64_t{initrd_addr_max} + 1);
     b.initrd_size = *isize;
     if (b.initrd_size > top || align_down(top - b.initrd_size, kPage) < b.kernel_end)
       return make_error(ErrorKind::kUsage, "initrd does not fit in guest RAM (use a larger --mem)");

@@ -31,6 +31,22 @@ struct SetupHeader {
 // 2.12 or later, XLF_KERNEL_64). data holds at least the first 1 KiB.
 Result<SetupHeader> parse_setup_header(const uint8_t* data, size_t len);
 
+// A vmlinux: an x86_64 ELF executable whose loadable segments name their
+// physical addresses, and whose entry point is startup_64's.
+struct ElfSegment {
+  uint64_t offset = 0, filesz = 0, paddr = 0, memsz = 0;
+};
+struct ElfKernel {
+  uint64_t entry = 0;
+  std::vector<ElfSegment> segments;  // PT_LOAD only
+};
+// Validates the ELF header and program headers read from the file's start
+// (data: the first len bytes, file_size: the whole file): every segment
+// inside the file, at or above 1 MiB and below the MMIO hole, the entry in
+// a segment the kernel maps at __START_KERNEL_map (kernel text, which tells
+// a vmlinux from any other x86_64 executable).
+Result<ElfKernel> parse_elf_kernel(const uint8_t* data, size_t len, uint64_t file_size);
+
 // Boot GDT selectors (the protocol's __BOOT_CS and __BOOT_DS) and the TSS.
 inline constexpr uint16_t kBootCodeSelector = 0x10;
 inline constexpr uint16_t kBootDataSelector = 0x18;
@@ -59,9 +75,10 @@ struct BootLayout {
   std::vector<uint8_t> setup_header;  // the kernel's header bytes, copied into the zero page
 };
 
-// Loads the kernel at 1 MiB and the initrd (optional) as high in low RAM as
-// the kernel allows. Fails with a clear message when a file is missing, not
-// a bzImage, or does not fit.
+// Loads the kernel, a vmlinux (its segments where they say) or a bzImage
+// (at 1 MiB), and the initrd (optional) as high in low RAM as the kernel
+// allows. Fails with a clear message when a file is missing, not a kernel,
+// or does not fit.
 Result<BootLayout> load_kernel_and_initrd(const GuestMemory& mem, uint64_t ram_size, const std::string& kernel_path,
                                           const std::string& initrd_path);
 

@@ -49,6 +49,40 @@ std::string bzimage(size_t pm_size, uint32_t init_size = 8 << 20, uint16_t versi
   return d;
 }
 
+// A vmlinux as far as a loader can tell: ELF header, program headers, a
+// text segment mapped at __START_KERNEL_map and a per-CPU one at 0 (as
+// x86_64 vmlinux files have), then the segments' bytes.
+struct Seg {
+  uint64_t vaddr, paddr, filesz, memsz;
+  char fill;
+};
+std::string vmlinux(const std::vector<Seg>& segs, uint64_t entry, uint16_t machine = 62, uint64_t vaddr_base = 0) {
+  const size_t phoff = 64, data_at = 0x1000;
+  std::string d(data_at, '\0');
+  std::memcpy(d.data(), "\x7f" "ELF", 4);
+  d[4] = 2;  // 64-bit
+  d[5] = 1;  // little-endian
+  d[6] = 1;
+  put<uint16_t>(d, 16, 2);  // ET_EXEC
+  put<uint16_t>(d, 18, machine);
+  put<uint64_t>(d, 24, entry);
+  put<uint64_t>(d, 32, phoff);
+  put<uint16_t>(d, 54, 56);
+  put<uint16_t>(d, 56, static_cast<uint16_t>(segs.size()));
+  for (size_t i = 0; i < segs.size(); i++) {
+    size_t ph = phoff + 56 * i;
+    put<uint32_t>(d, ph, 1);  // PT_LOAD
+    put<uint64_t>(d, ph + 8, d.size());
+    put<uint64_t>(d, ph + 16, segs[i].vaddr + vaddr_base);
+    put<uint64_t>(d, ph + 24, segs[i].paddr);
+    put<uint64_t>(d, ph + 32, segs[i].filesz);
+    put<uint64_t>(d, ph + 40, segs[i].memsz);
+    d.append(segs[i].filesz, segs[i].fill);
+  }
+  return d;
+}
+constexpr uint64_t kKernelMap = 0xffff'ffff'8000'0000;
+
 const uint8_t* bytes(const std::string& s) { return reinterpret_cast<const uint8_t*>(s.data()); }
 
 struct TempFile {
@@ -229,4 +263,71 @@ TEST_CASE("x86 boot: the page tables map the first 4 GiB onto itself and the GDT
   CHECK(((data >> 40) & 0xff) == 0x93);  // present, data, read/write
   CHECK(gdt_entry(0xc093, 0, 0xfffff) == 0x00cf'9300'0000'ffffull);
   CHECK(kBootGdtLimit + 1 == 6 * 8);
+}
+
+TEST_CASE("x86 boot: a vmlinux is loaded segment by segment where it says, with a setup header made for it",
+          "[x86boot]") {
+  const uint64_t ram = 128 * kMiB;
+  auto mem = GuestMemory::create_anonymous(0, ram);
+  REQUIRE(mem.ok());
+  std::memset(mem->ptr(16 * kMiB, 8 * kMiB), 0x77, 8 * kMiB);  // bss must come out zeroed
+  const std::vector<Seg> segs = {{kKernelMap + 16 * kMiB, 16 * kMiB, 2 * kMiB, 2 * kMiB, 't'},
+                                 {0, 18 * kMiB, 4096, 4096, 'p'},  // per-CPU data: virtual address 0
+                                 {kKernelMap + 19 * kMiB, 19 * kMiB, 4096, 3 * kMiB, 'd'}};
+  TempFile kernel(vmlinux(segs, 16 * kMiB + 0x40));
+  TempFile initrd(std::string(5000, 'i'));
+  auto b = load_kernel_and_initrd(*mem, ram, kernel.path, initrd.path);
+  REQUIRE(b.ok());
+  CHECK(b->entry == 16 * kMiB + 0x40);
+  CHECK(b->kernel_gpa == 16 * kMiB);
+  CHECK(b->kernel_end == 22 * kMiB);
+  CHECK(b->initrd_gpa >= b->kernel_end);
+  CHECK(mem->ptr(16 * kMiB, 1)[0] == 't');
+  CHECK(mem->ptr(18 * kMiB, 1)[0] == 'p');
+  CHECK(mem->ptr(19 * kMiB, 1)[0] == 'd');
+  CHECK(mem->ptr(19 * kMiB + 4096, 1)[0] == 0);
+  CHECK(mem->ptr(22 * kMiB - 1, 1)[0] == 0);
+  // The header a bzImage would carry: what the zero page needs.
+  REQUIRE(b->setup_header.size() == 0x290 - 0x1f1);
+  std::string hdr(b->setup_header.begin(), b->setup_header.end());
+  CHECK(hdr.substr(0x202 - 0x1f1, 4) == "HdrS");
+  CHECK(b->cmdline_size == 2047);
+  BootParamsConfig c;
+  c.ram_size = ram;
+  c.cmdline = "console=ttyS0";
+  REQUIRE(write_boot_params(*mem, *b, c).ok());
+  const uint8_t* zp = mem->ptr(kBootParamsAddr, 4096);
+  CHECK(get<uint16_t>(zp, 0x1fe) == 0xaa55);
+  CHECK(get<uint16_t>(zp, 0x206) >= 0x020e);  // new enough for acpi_rsdp_addr
+}
+
+TEST_CASE("x86 boot: ELF files that are not an x86_64 vmlinux are refused", "[x86boot]") {
+  const uint64_t ram = 128 * kMiB;
+  auto mem = GuestMemory::create_anonymous(0, ram);
+  REQUIRE(mem.ok());
+  auto refused = [&](const std::string& file) {
+    TempFile f(file);
+    auto r = load_kernel_and_initrd(*mem, ram, f.path, "");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().kind == ErrorKind::kCorrupt);
+    return r.error().message;
+  };
+  const std::vector<Seg> text = {{kKernelMap + 16 * kMiB, 16 * kMiB, 4096, 4096, 't'}};
+  // A program (mapped where it is loaded, like any static executable).
+  CHECK_THAT(refused(vmlinux({{4 * kMiB, 4 * kMiB, 4096, 4096, 'u'}}, 4 * kMiB)), Catch::Contains("not an x86_64 Linux kernel"));
+  CHECK_THAT(refused(vmlinux(text, 16 * kMiB, 183)), Catch::Contains("x86_64"));  // an arm64 vmlinux
+  refused(vmlinux(text, 32 * kMiB));                                               // entry outside
+  refused(vmlinux({{kKernelMap + 4096, 4096, 4096, 4096, 't'}}, 4096));              // below 1 MiB
+  refused(vmlinux({{kKernelMap + 0xbff0'0000, 0xbff0'0000, 4096, 2 * kMiB, 't'}}, 0xbff0'0000));  // into the hole
+  std::string truncated = vmlinux(text, 16 * kMiB);
+  truncated.resize(truncated.size() - 100);
+  CHECK_THAT(refused(truncated), Catch::Contains("outside the file"));
+  std::string no_phdrs = vmlinux(text, 16 * kMiB);
+  put<uint16_t>(no_phdrs, 56, 0);
+  refused(no_phdrs);
+  // Too big for the guest's RAM is the user's to fix.
+  TempFile big(vmlinux({{kKernelMap + 16 * kMiB, 16 * kMiB, 4096, 200 * kMiB, 't'}}, 16 * kMiB));
+  auto r = load_kernel_and_initrd(*mem, ram, big.path, "");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().kind == ErrorKind::kUsage);
 }
