@@ -81,7 +81,7 @@ Status Machine::spores_supported() {
   return make_error(ErrorKind::kUnavailable, "spores (capture, resume) are not implemented on x86_64 yet");
 }
 
-const char* Machine::kernel_file_name() { return "bzImage"; }
+const char* Machine::kernel_file_name() { return "vmlinux"; }
 
 Status Machine::build_vm(const MachineConfig& c, const std::string& ram_file) {
   SPORE_TRY(check_config(c));
