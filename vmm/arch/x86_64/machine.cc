@@ -57,10 +57,10 @@ Status check_config(const MachineConfig& c) {
   return ok_status();
 }
 
-// The board's part of the command line: the virtio-mmio devices, which
-// x86 has no device tree to describe.
+// The board's part of the command line: what x86 has no device tree to
+// describe, the virtio-mmio devices and the generation device.
 std::string board_cmdline(const std::vector<uint32_t>& virtio_slots) {
-  std::string c;
+  std::string c = strfmt(" spore.generation=0x%llx", static_cast<unsigned long long>(kGenerationBase));
   for (uint32_t slot : virtio_slots)
     c += strfmt(" virtio_mmio.device=4K@0x%llx:%u", static_cast<unsigned long long>(virtio_mmio_base(slot)),
                 virtio_gsi(slot));
