@@ -49,6 +49,10 @@ int cmd_run(const RunOptions& o) {
   if (o.exec.command.empty() && !capture)
     return fail(make_error(ErrorKind::kUsage, "no command given (spore-vm run -- CMD [ARGS...])"));
   if (o.capture_signal && !capture) return fail(make_error(ErrorKind::kUsage, "--capture-signal needs --capture DIR"));
+  // Before booting anything: this backend may not capture at all.
+  if (capture) {
+    if (auto s = vmm::Machine::spores_supported(); !s.ok()) return fail(s.error());
+  }
   auto req = make_request(o.exec);
   if (!req.ok()) return fail(req.error());
   auto bt = parse_duration_ms(o.boot_timeout);
