@@ -100,6 +100,20 @@ Status mount_root_image(const BootOptions& o, const char* target) {
   return mount_fs(o.root_device.c_str(), target, type.c_str(), MS_RDONLY | MS_NODEV, nullptr);
 }
 
+// "0x" and up to 16 hex digits naming a page-aligned, non-zero address; 0
+// for anything else.
+uint64_t parse_page_address(const std::string& v) {
+  if (v.size() < 3 || v.size() > 18 || v[0] != '0' || (v[1] != 'x' && v[1] != 'X')) return 0;
+  uint64_t a = 0;
+  for (size_t i = 2; i < v.size(); i++) {
+    char c = v[i];
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (d < 0) return 0;
+    a = (a << 4) | static_cast<uint64_t>(d);
+  }
+  return a % 4096 == 0 ? a : 0;
+}
+
 }  // namespace
 
 BootOptions parse_cmdline(const std::string& cmdline) {
@@ -119,6 +133,8 @@ BootOptions parse_cmdline(const std::string& cmdline) {
     } else if (key == "spore.hostname" && !val.empty()) {
       o.hostname = val;
       o.hostname_explicit = true;
+    } else if (key == "spore.generation") {
+      o.generation_addr = parse_page_address(val);
     }
   }
   return o;

@@ -20,6 +20,9 @@ struct BootOptions {
   RootMode mode = RootMode::kOverlay;
   std::string hostname = "spore";
   bool hostname_explicit = false;  // spore.hostname= was given
+  // spore.generation=0x...: the generation device's physical address, on
+  // boards with no device tree to describe it (x86_64); 0 when not given.
+  uint64_t generation_addr = 0;
 };
 
 // Parses spore.* parameters from a kernel command line.

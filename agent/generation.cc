@@ -40,30 +40,42 @@ std::string trim(std::string s) {
 
 }  // namespace
 
-std::unique_ptr<Generation> Generation::open(const std::string& fixed_hostname) {
-  DIR* d = ::opendir("/sys/class/uio");
-  if (!d) return nullptr;
+std::unique_ptr<Generation> Generation::open(const std::string& fixed_hostname, uint64_t phys_addr) {
   std::string node;
-  while (dirent* e = ::readdir(d)) {
-    if (std::strncmp(e->d_name, "uio", 3) != 0) continue;
-    auto name = read_file(std::string("/sys/class/uio/") + e->d_name + "/name", 256);
-    if (name.ok() && trim(*name) == "generation") {
-      node = e->d_name;
-      break;
+  if (DIR* d = ::opendir("/sys/class/uio")) {
+    while (dirent* e = ::readdir(d)) {
+      if (std::strncmp(e->d_name, "uio", 3) != 0) continue;
+      auto name = read_file(std::string("/sys/class/uio/") + e->d_name + "/name", 256);
+      if (name.ok() && trim(*name) == "generation") {
+        node = e->d_name;
+        break;
+      }
     }
+    ::closedir(d);
   }
-  ::closedir(d);
-  if (node.empty()) return nullptr;
+  if (node.empty() && phys_addr == 0) return nullptr;
   std::unique_ptr<Generation> g(new Generation());
   g->fixed_hostname_ = fixed_hostname;
-  auto fd = open_file("/dev/" + node, O_RDWR);
-  if (!fd.ok()) {
-    warn("generation device: " + fd.error().message);
-    return nullptr;
-  }
-  g->fd_ = std::move(*fd);
   g->map_size_ = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  void* p = ::mmap(nullptr, g->map_size_, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd_.get(), 0);
+  void* p = MAP_FAILED;
+  if (!node.empty()) {
+    auto fd = open_file("/dev/" + node, O_RDWR);
+    if (!fd.ok()) {
+      warn("generation device: " + fd.error().message);
+      return nullptr;
+    }
+    g->fd_ = std::move(*fd);
+    p = ::mmap(nullptr, g->map_size_, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd_.get(), 0);
+  } else {
+    // Uncached (O_SYNC): every load reaches the device. The mapping
+    // outlives the descriptor, which would only ever read as memory.
+    auto mem = open_file("/dev/mem", O_RDWR | O_SYNC);
+    if (!mem.ok()) {
+      warn("generation device: " + mem.error().message);
+      return nullptr;
+    }
+    p = ::mmap(nullptr, g->map_size_, PROT_READ | PROT_WRITE, MAP_SHARED, mem->get(), static_cast<off_t>(phys_addr));
+  }
   if (p == MAP_FAILED) {
     warn(strfmt("generation device: mmap: %s", std::strerror(errno)));
     return nullptr;
@@ -73,10 +85,12 @@ std::unique_ptr<Generation> Generation::open(const std::string& fixed_hostname) 
     warn("generation device: bad magic");
     return nullptr;
   }
-  // Arm the interrupt, then take the current generation as the first.
-  int32_t on = 1;
-  ssize_t n = ::write(g->fd_.get(), &on, sizeof on);
-  (void)n;
+  if (g->fd_) {
+    // Arm the interrupt, then take the current generation as the first.
+    int32_t on = 1;
+    ssize_t n = ::write(g->fd_.get(), &on, sizeof on);
+    (void)n;
+  }
   g->refresh();
   return g;
 }

@@ -1,8 +1,9 @@
 // The guest side of the generation device (doc/generation-device.md): the
-// agent maps its registers through uio_pdrv_genirq and, whenever the
-// generation changes (every resume or fork), reseeds the kernel RNG, steps
-// the clock to the host's time and refreshes the VM's identity, before it
-// runs anything else.
+// agent maps its registers through uio_pdrv_genirq (or, on boards without a
+// device tree, through /dev/mem at the address the command line gives) and,
+// whenever the generation changes (every resume or fork), reseeds the kernel
+// RNG, steps the clock to the host's time and refreshes the VM's identity,
+// before it runs anything else.
 #pragma once
 
 #include <cstdint>
@@ -16,13 +17,15 @@ namespace spore::agent {
 
 class Generation {
  public:
-  // Finds the device (a uio node named "generation"); nullptr without one
-  // (e.g. a kernel without UIO): then nothing is ever refreshed.
-  // fixed_hostname: keep this hostname instead of deriving one.
-  static std::unique_ptr<Generation> open(const std::string& fixed_hostname);
+  // Finds the device: a uio node named "generation", or else the page at
+  // phys_addr (if not 0) through /dev/mem, without its interrupt. nullptr
+  // without either (e.g. a kernel without UIO): then nothing is ever
+  // refreshed. fixed_hostname: keep this hostname instead of deriving one.
+  static std::unique_ptr<Generation> open(const std::string& fixed_hostname, uint64_t phys_addr = 0);
   ~Generation();
 
-  // Becomes readable when the device interrupts.
+  // Becomes readable when the device interrupts; -1 without an interrupt
+  // (the device mapped through /dev/mem), which poll() ignores.
   int fd() const { return fd_.get(); }
   // Call when fd() is readable: re-arms the interrupt and applies changes.
   void on_interrupt();

@@ -93,7 +93,7 @@ int main() {
 
   // Before HELLO: the first command must already see fresh entropy, the
   // right clock and this instance's identity.
-  auto generation = agent::Generation::open(opts.hostname_explicit ? opts.hostname : std::string());
+  auto generation = agent::Generation::open(opts.hostname_explicit ? opts.hostname : std::string(), opts.generation_addr);
 
   agent::ServerOptions so;
   so.listen_fd = listener->get();

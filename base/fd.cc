@@ -24,6 +24,13 @@ Result<Mapping> Mapping::anonymous(size_t len) {
   return Mapping(p, len);
 }
 
+Mapping Mapping::split_off(size_t at) {
+  if (at >= len_) return Mapping();
+  Mapping tail(data() + at, len_ - at);
+  len_ = at;
+  return tail;
+}
+
 Result<UniqueFd> open_file(const std::string& path, int flags, mode_t mode) {
   int fd;
   do {

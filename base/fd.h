@@ -63,6 +63,9 @@ class Mapping {
 
   // Anonymous private read-write memory (MAP_NORESERVE).
   static Result<Mapping> anonymous(size_t len);
+  // Splits at byte `at` (page-aligned, at most size()): this keeps [0, at),
+  // the result owns [at, size()). Each unmaps only its own part.
+  Mapping split_off(size_t at);
 
  private:
   void* addr_ = nullptr;

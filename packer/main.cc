@@ -183,7 +183,7 @@ int build(const Options& o, const Paths& p) {
   cfg.cpus = o.cpus;
   cfg.mem_mib = o.mem_mib;
   if (!o.warm.empty()) cfg.warm = {"/bin/sh", "-c", o.warm};
-  cfg.cmdline = vmm::guest_cmdline(false, vmm::RootMode::kOverlay);
+  cfg.cmdline = vmm::guest_cmdline(vmm::GuestArch::kAarch64, false, vmm::RootMode::kOverlay);  // --platform linux/arm64
   cfg.packer_version = SPORE_VERSION;
 
   uint64_t total = 0;

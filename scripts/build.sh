@@ -3,9 +3,10 @@
 #   out/bin/                     host tools (spore-pack, spore-mkrootfs, unit tests)
 #   out/aarch64/bin/             static aarch64 binaries (spore-stub, spore-vm, spore-bench, spore-agent,
 #                                spore-itests, spore-unit-tests, spore-testbed-probe)
-#   out/x86_64/bin/              static x86_64 binaries for the x86_64 testbed (spore-testbed-probe,
-#                                spore-kvm-smoke); built on x86_64 hosts
+#   out/x86_64/bin/              static x86_64 binaries (spore-stub, spore-vm, spore-agent, spore-itests,
+#                                spore-testbed-probe, spore-kvm-smoke); built on x86_64 hosts
 #   out/aarch64/share/spore/     guest kernel Image, agent initramfs, demo rootfs image
+#   out/x86_64/share/spore/      guest kernel vmlinux, agent initramfs, demo rootfs image (x86_64 hosts)
 #   out/demo/                    the demo image: root tree and OCI layout (spore-pack oci:out/demo/oci)
 #   out/aarch64/share/spore-test/ test-only guest images (the [attack] tests' rootfs, with tests/guest/)
 # SPORE_WERROR=0 turns compiler warnings back into warnings (default: errors).
@@ -41,14 +42,20 @@ cmake --build "$SPORE_OUT/build/aarch64" -j "$jobs"
 # The x86_64 target build: static binaries that run in the x86_64 testbed (or
 # on an x86_64 KVM host). Only the targets listed here are built: the rest of
 # the tree (unit tests, libraries) is the host build's already.
-X86_64_TARGETS=(spore-testbed-probe spore-kvm-smoke)
+X86_64_TARGETS=(spore-vm spore-stub spore-agent spore-itests spore-testbed-probe spore-kvm-smoke)
+x86_64=0
 if [ "$(uname -m)" = x86_64 ]; then
+  x86_64=1
   spore_log "x86_64 build"
   configure "$SPORE_OUT/build/x86_64" -DSPORE_TARGET_BUILD=ON
   cmake --build "$SPORE_OUT/build/x86_64" -j "$jobs" --target "${X86_64_TARGETS[@]}"
-  mkdir -p "$SPORE_X86_64_BIN"
-  for b in "${X86_64_TARGETS[@]}"; do
+  mkdir -p "$SPORE_X86_64_BIN" "$SPORE_X86_64_SHARE"
+  for b in spore-vm spore-itests spore-testbed-probe spore-kvm-smoke; do
     install -C -m 0755 "$SPORE_OUT/build/x86_64/$b" "$SPORE_X86_64_BIN/"
+  done
+  for b in spore-stub spore-agent; do
+    strip --strip-all -o "$SPORE_OUT/build/$b.x86_64.stripped" "$SPORE_OUT/build/x86_64/$b"
+    install -C -m 0755 "$SPORE_OUT/build/$b.x86_64.stripped" "$SPORE_X86_64_BIN/$b"
   done
 else
   spore_log "x86_64 build skipped: this $(uname -m) host has no x86_64 toolchain set up"
@@ -73,14 +80,21 @@ kernel=$(scripts/build-kernel.sh)
 install -C -m 0644 "$kernel" "$SPORE_AARCH64_SHARE/Image"
 
 # Agent initramfs: the agent is the whole of it (it creates what it needs).
-stage=$SPORE_OUT/build/initramfs
-rm -rf "$stage" && mkdir -p "$stage"
-install -m 0755 "$SPORE_AARCH64_BIN/spore-agent" "$stage/init"
-touch -h -d @1700000000 "$stage" "$stage/init"
-(cd "$stage" && printf 'init\n' | cpio --quiet -o -H newc -R 0:0 --reproducible > "$SPORE_OUT/build/initramfs.cpio")
-install -C -m 0644 "$SPORE_OUT/build/initramfs.cpio" "$SPORE_AARCH64_SHARE/initramfs.cpio"
+make_initramfs() {  # agent binary, output, staging name
+  local stage=$SPORE_OUT/build/$3
+  rm -rf "$stage" && mkdir -p "$stage"
+  install -m 0755 "$1" "$stage/init"
+  touch -h -d @1700000000 "$stage" "$stage/init"
+  (cd "$stage" && printf 'init\n' | cpio --quiet -o -H newc -R 0:0 --reproducible > "$SPORE_OUT/build/$3.cpio")
+  install -C -m 0644 "$SPORE_OUT/build/$3.cpio" "$2"
+}
+make_initramfs "$SPORE_AARCH64_BIN/spore-agent" "$SPORE_AARCH64_SHARE/initramfs.cpio" initramfs
 
 scripts/build-demo-rootfs.sh
+if [ $x86_64 = 1 ]; then
+  make_initramfs "$SPORE_X86_64_BIN/spore-agent" "$SPORE_X86_64_SHARE/initramfs.cpio" initramfs-x86_64
+  scripts/build-demo-rootfs.sh --arch x86_64
+fi
 scripts/build-demo-image.sh
 scripts/build-test-rootfs.sh
 spore_log "done: host tools in out/bin, aarch64 in out/aarch64, x86_64 in out/x86_64"

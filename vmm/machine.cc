@@ -58,6 +58,7 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
 }
 
 Result<std::unique_ptr<Machine>> Machine::restore(const MachineConfig& config, const RestoreSpec& spec) {
+  SPORE_TRY(spores_supported());
   std::unique_ptr<Machine> m(new Machine());
   m->config_ = config;
   m->exit_event_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -75,8 +76,6 @@ Result<std::unique_ptr<Machine>> Machine::restore(const MachineConfig& config, c
   SPORE_TRY(m->restore_arch_state(spec));
 
   const MachineState& st = spec.state;
-  m->uart_->restore(st.uart);
-  m->rtc_->restore(st.rtc);
   SPORE_TRY(m->generation_->resume_from(st.generation, spec.spore_id));
   if (st.virtio.size() != m->virtio_.size())
     return make_error(ErrorKind::kUsage, strfmt("the spore has %zu virtio devices, this machine %zu (was it captured "
@@ -214,8 +213,6 @@ Result<MachineState> Machine::save_state() {
       return make_error(ErrorKind::kInternal, "save_state needs a paused machine");
   }
   SPORE_ASSIGN_OR_RETURN(MachineState st, save_arch_state());
-  st.uart = uart_->state();
-  st.rtc = rtc_->state();
   st.generation = generation_->state();
   for (size_t i = 0; i < virtio_.size(); i++) {
     VirtioSlotState v;
@@ -333,6 +330,7 @@ void Machine::vcpu_loop(size_t index) {
         finish(ExitKind::kError, strfmt("vCPU %zu: KVM internal error %u", index, run->internal.suberror));
         return;
       default:
+        if (handle_arch_exit(index, run)) break;
         finish(ExitKind::kError, strfmt("vCPU %zu: unexpected KVM exit %u", index, run->exit_reason));
         return;
     }

@@ -19,8 +19,6 @@
 #include "base/result.h"
 #include "vmm/devices/generation.h"
 #include "vmm/devices/mmio_bus.h"
-#include "vmm/devices/rtc.h"
-#include "vmm/devices/serial.h"
 #include "vmm/devices/virtio/mmio.h"
 #include "vmm/devices/virtio/vsock.h"
 #include "vmm/event_loop.h"
@@ -32,7 +30,7 @@
 namespace spore::vmm {
 
 struct MachineConfig {
-  std::string kernel;  // arm64 Image (cold boot only)
+  std::string kernel;  // arm64 Image or x86_64 bzImage (cold boot only)
   std::string initrd;  // cpio (the agent), optional (cold boot only)
   std::string rootfs;  // disk image for /dev/vda, optional
   bool rootfs_read_only = true;
@@ -53,7 +51,7 @@ struct RestoreSpec {
 };
 
 enum class ExitKind {
-  kPoweroff,  // guest powered off (PSCI SYSTEM_OFF)
+  kPoweroff,  // guest powered off (PSCI SYSTEM_OFF, ACPI S5)
   kReset,     // guest asked for a reboot (also how a guest kernel panic ends)
   kCrash,     // guest reported a crash
   kStopped,   // the host stopped it
@@ -76,6 +74,11 @@ class Machine {
   // message naming every difference), then puts back vCPUs, interrupt
   // controller and devices, and bumps the generation.
   static Result<std::unique_ptr<Machine>> restore(const MachineConfig& config, const RestoreSpec& spec);
+  // Whether this backend can capture and restore spores (kUnavailable, with
+  // a message saying so, when it cannot).
+  static Status spores_supported();
+  // The guest kernel's file name in an assets folder (share/spore).
+  static const char* kernel_file_name();
 
   // Starts the I/O thread and the vCPUs. Once only.
   Status start();
@@ -120,6 +123,9 @@ class Machine {
   Status load_boot_payload(const MachineConfig& config);
   Status restore_arch_state(const RestoreSpec& spec);
   Result<MachineState> save_arch_state();
+  // An exit the shared run loop does not know (port I/O, x86 shutdown...):
+  // false if the architecture does not know it either.
+  bool handle_arch_exit(size_t index, kvm_run* run);
 
   size_t vsock_slot_index() const;
   void vcpu_loop(size_t index);
@@ -137,11 +143,15 @@ class Machine {
   GuestMemory mem_;
   std::optional<kvm::Vm> vm_;
   std::vector<kvm::Vcpu> vcpus_;
-  UniqueFd irqchip_;
   std::unique_ptr<EventLoop> loop_;
   MmioBus bus_;
-  std::unique_ptr<Pl011> uart_;
-  std::unique_ptr<Pl031> rtc_;
+  // The architecture's own devices: interrupt controller, console, clock,
+  // port I/O (defined in vmm/arch/<arch>/machine.cc).
+  struct ArchDevices;
+  struct ArchDevicesDeleter {
+    void operator()(ArchDevices* d) const;
+  };
+  std::unique_ptr<ArchDevices, ArchDevicesDeleter> arch_;
   std::unique_ptr<GenerationDevice> generation_;
   std::vector<std::unique_ptr<virtio::MmioTransport>> virtio_;
   std::vector<uint32_t> virtio_slots_;

@@ -1,6 +1,7 @@
 // End-to-end: spore-vm boots the project's kernel, agent and demo rootfs on
 // real KVM and runs commands through the agent.
 #include <signal.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <random>
@@ -214,3 +215,18 @@ TEST_CASE("a guest that powers off mid-command ends the run as a guest failure a
   CHECK(r.out == "bye\n");
   CHECK_THAT(r.err, !Catch::Contains("seccomp"));
 }
+
+#if defined(__x86_64__)
+TEST_CASE("x86_64: capturing or resuming a spore is refused at once with exit 69 and one line", "[vm]") {
+  std::string dir = temp_dir();
+  auto r = vm_run({"true"}, {"--capture", dir + "/base"});
+  CHECK(r.status == 69);
+  CHECK(r.err == "spore-vm: spores (capture, resume) are not implemented on x86_64 yet\n");
+  CHECK(r.out.empty());
+  // Before it looks for the spore.
+  auto s = run({"spore-vm", "resume", dir + "/base", "--", "true"});
+  CHECK(s.status == 69);
+  CHECK(s.err == "spore-vm: spores (capture, resume) are not implemented on x86_64 yet\n");
+  ::rmdir(dir.c_str());
+}
+#endif

@@ -40,9 +40,10 @@ std::string default_assets_dir() {
 }
 
 std::string default_cmdline(bool console, bool read_only, bool no_rootfs) {
-  return vmm::guest_cmdline(console, read_only    ? vmm::RootMode::kReadOnly
-                                     : no_rootfs ? vmm::RootMode::kNone
-                                                 : vmm::RootMode::kOverlay);
+  return vmm::guest_cmdline(vmm::native_guest_arch(), console,
+                            read_only    ? vmm::RootMode::kReadOnly
+                            : no_rootfs ? vmm::RootMode::kNone
+                                        : vmm::RootMode::kOverlay);
 }
 
 void add_exec_options(CLI::App* app, ExecOptions& o) {

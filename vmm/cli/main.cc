@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
 
   RunOptions ro;
   auto* run = app.add_subcommand("run", "Cold-boot a guest and run CMD; with --capture, seal it into a spore");
-  run->add_option("--kernel", ro.kernel, "arm64 kernel Image (default: the project's build)");
+  run->add_option("--kernel", ro.kernel, "guest kernel: arm64 Image or x86_64 bzImage (default: the project's build)");
   run->add_option("--initrd", ro.initrd, "agent initramfs (default: the project's build)");
   run->add_option("--rootfs", ro.rootfs, "root filesystem image, attached read-only (default: the demo rootfs)");
   run->add_flag("--no-rootfs", ro.no_rootfs, "run from the initramfs only");

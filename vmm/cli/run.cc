@@ -49,6 +49,10 @@ int cmd_run(const RunOptions& o) {
   if (o.exec.command.empty() && !capture)
     return fail(make_error(ErrorKind::kUsage, "no command given (spore-vm run -- CMD [ARGS...])"));
   if (o.capture_signal && !capture) return fail(make_error(ErrorKind::kUsage, "--capture-signal needs --capture DIR"));
+  // Before booting anything: this backend may not capture at all.
+  if (capture) {
+    if (auto s = vmm::Machine::spores_supported(); !s.ok()) return fail(s.error());
+  }
   auto req = make_request(o.exec);
   if (!req.ok()) return fail(req.error());
   auto bt = parse_duration_ms(o.boot_timeout);
@@ -60,7 +64,7 @@ int cmd_run(const RunOptions& o) {
   std::string assets = default_assets_dir();
   vmm::ConsoleLog console(o.exec.console);
   vmm::MachineConfig mc;
-  mc.kernel = o.kernel.empty() ? assets + "/Image" : o.kernel;
+  mc.kernel = o.kernel.empty() ? assets + "/" + vmm::Machine::kernel_file_name() : o.kernel;
   mc.initrd = o.initrd.empty() ? assets + "/initramfs.cpio" : o.initrd;
   if (!o.no_rootfs) mc.rootfs = o.rootfs.empty() ? assets + "/demo-rootfs.img" : o.rootfs;
   mc.vcpus = o.cpus;

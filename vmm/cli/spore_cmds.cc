@@ -16,6 +16,7 @@
 namespace spore::cli {
 
 int cmd_resume(const ResumeCmdOptions& o) {
+  if (auto s = vmm::Machine::spores_supported(); !s.ok()) return fail(s.error());
   if (o.exec.command.empty()) return fail(make_error(ErrorKind::kUsage, "no command given (spore-vm resume DIR -- CMD)"));
   auto req = make_request(o.exec);
   if (!req.ok()) return fail(req.error());

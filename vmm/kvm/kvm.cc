@@ -149,15 +149,15 @@ Status Vcpu::set_one_reg(uint64_t id, const void* value) const {
 }
 
 Result<std::vector<uint64_t>> Vcpu::reg_list() const {
-  kvm_reg_list probe{};
-  probe.n = 0;
-  if (xioctl(fd_.get(), KVM_GET_REG_LIST, &probe) < 0 && errno != E2BIG) return errno_error("KVM_GET_REG_LIST");
+  // struct kvm_reg_list in its C layout: n, then n register ids.
+  RegListHeader probe{0};
+  if (xioctl(fd_.get(), kGetRegList, &probe) < 0 && errno != E2BIG) return errno_error("KVM_GET_REG_LIST");
   if (probe.n > 65536) return make_error(ErrorKind::kInternal, "KVM_GET_REG_LIST: implausible register count");
   std::vector<uint64_t> buf(1 + probe.n);
-  auto* list = reinterpret_cast<kvm_reg_list*>(buf.data());
-  list->n = probe.n;
-  if (xioctl(fd_.get(), KVM_GET_REG_LIST, list) < 0) return errno_error("KVM_GET_REG_LIST");
-  return std::vector<uint64_t>(buf.begin() + 1, buf.begin() + 1 + list->n);
+  buf[0] = probe.n;
+  if (xioctl(fd_.get(), kGetRegList, buf.data()) < 0) return errno_error("KVM_GET_REG_LIST");
+  if (buf[0] > probe.n) return make_error(ErrorKind::kInternal, "KVM_GET_REG_LIST: the register count grew");
+  return std::vector<uint64_t>(buf.begin() + 1, buf.begin() + 1 + static_cast<ptrdiff_t>(buf[0]));
 }
 
 Result<kvm_mp_state> Vcpu::get_mp_state() const {

@@ -12,6 +12,17 @@
 
 namespace spore::vmm::kvm {
 
+// UAPI structs that end in a flexible array declared with
+// __DECLARE_FLEX_ARRAY (kvm_reg_list, kvm_cpuid2, kvm_msrs, kvm_msr_list,
+// kvm_xsave, kvm_irq_routing...) are larger in C++ than in C: the macro's
+// empty struct takes a byte there. Their sizeof is then wrong, and so is
+// every ioctl number built from it (the size is part of the number). Code
+// here spells the C layout out and builds those numbers itself.
+struct RegListHeader {
+  uint64_t n;
+};
+inline constexpr unsigned long kGetRegList = _IOWR(KVMIO, 0xb0, RegListHeader);
+
 class Kvm {
  public:
   // Opens /dev/kvm (or $SPORE_KVM_DEVICE) and checks the API version. Errors

@@ -53,6 +53,7 @@ std::array<uint8_t, 16> id_bytes(const std::string& hex) {
 }  // namespace
 
 Result<CaptureReport> capture_spore(Machine& m, const CaptureOptions& o, Cache& cache) {
+  SPORE_TRY(Machine::spores_supported());
   CaptureReport rep;
   double t0 = now_ms();
   SPORE_ASSIGN_OR_RETURN(auto writer, SporeWriter::begin(o.dir, o.store_dir));
@@ -106,6 +107,7 @@ Result<CaptureReport> capture_spore(Machine& m, const CaptureOptions& o, Cache& 
 
 Result<std::unique_ptr<Machine>> resume_spore(const Spore& spore, const ResumeOptions& o, Cache& cache,
                                               ResumeReport* report) {
+  SPORE_TRY(Machine::spores_supported());
   double t0 = now_ms();
   const SporeManifest& man = spore.manifest;
   SPORE_ASSIGN_OR_RETURN(std::string state_bytes, read_pinned(spore, man.state));

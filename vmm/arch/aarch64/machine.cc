@@ -13,6 +13,8 @@
 #include "vmm/arch/aarch64/gic.h"
 #include "vmm/arch/aarch64/layout.h"
 #include "vmm/arch/aarch64/snapshot.h"
+#include "vmm/devices/rtc.h"
+#include "vmm/devices/serial.h"
 #include "vmm/devices/virtio/block.h"
 #include "vmm/devices/virtio/rng.h"
 #include "vmm/machine.h"
@@ -70,6 +72,18 @@ Result<GuestMemory> map_ram_file(const std::string& path, uint64_t size) {
 
 }  // namespace
 
+struct Machine::ArchDevices {
+  UniqueFd gic;
+  std::unique_ptr<Pl011> uart;
+  std::unique_ptr<Pl031> rtc;
+};
+
+void Machine::ArchDevicesDeleter::operator()(ArchDevices* d) const { delete d; }
+
+Status Machine::spores_supported() { return ok_status(); }
+
+const char* Machine::kernel_file_name() { return "Image"; }
+
 Status Machine::build_vm(const MachineConfig& c, const std::string& ram_file) {
   SPORE_TRY(check_config(c));
   const uint64_t ram_size = c.mem_mib << 20;
@@ -98,8 +112,9 @@ Status Machine::build_vm(const MachineConfig& c, const std::string& ram_file) {
     vcpus_.push_back(std::move(v));
   }
   SPORE_ASSIGN_OR_RETURN(Gic gic, Gic::create(*vm_, c.vcpus));
-  irqchip_ = gic.take_fd();
-  SPORE_ASSIGN_OR_RETURN(platform_, host_platform(*kvm_, *vm_, vcpus_[0], irqchip_.get(), tmpl, kIpaBits));
+  arch_.reset(new ArchDevices());
+  arch_->gic = gic.take_fd();
+  SPORE_ASSIGN_OR_RETURN(platform_, host_platform(*kvm_, *vm_, vcpus_[0], arch_->gic.get(), tmpl, kIpaBits));
   return ok_status();
 }
 
@@ -107,14 +122,14 @@ Status Machine::build_devices(const MachineConfig& c) {
   SPORE_ASSIGN_OR_RETURN(loop_, EventLoop::create());
 
   kvm::Vm* vm = &*vm_;
-  uart_ = std::make_unique<Pl011>(c.console, [vm](bool level) {
+  arch_->uart = std::make_unique<Pl011>(c.console, [vm](bool level) {
     (void)vm->irq_line(Gic::spi_irq_line(kUartSpi), level);
   });
-  rtc_ = std::make_unique<Pl031>();
+  arch_->rtc = std::make_unique<Pl031>();
   SPORE_ASSIGN_OR_RETURN(auto gen_irq, irqfd_line(*vm_, kGenerationSpi));
   generation_ = std::make_unique<GenerationDevice>(std::move(gen_irq));
-  SPORE_TRY(bus_.add(kUartBase, kPeriphSize, uart_.get(), "pl011"));
-  SPORE_TRY(bus_.add(kRtcBase, kPeriphSize, rtc_.get(), "pl031"));
+  SPORE_TRY(bus_.add(kUartBase, kPeriphSize, arch_->uart.get(), "pl011"));
+  SPORE_TRY(bus_.add(kRtcBase, kPeriphSize, arch_->rtc.get(), "pl031"));
   SPORE_TRY(bus_.add(kGenerationBase, kPeriphSize, generation_.get(), "generation"));
 
   // virtio-mmio slots: 0 rootfs (becomes /dev/vda), then vsock, then rng.
@@ -177,7 +192,9 @@ Result<MachineState> Machine::save_arch_state() {
     SPORE_ASSIGN_OR_RETURN(VcpuState vs, save_vcpu(v));
     st.vcpus.push_back(std::move(vs));
   }
-  SPORE_ASSIGN_OR_RETURN(st.gic, save_gic(irqchip_.get(), static_cast<uint32_t>(vcpus_.size())));
+  SPORE_ASSIGN_OR_RETURN(st.gic, save_gic(arch_->gic.get(), static_cast<uint32_t>(vcpus_.size())));
+  st.uart = arch_->uart->state();
+  st.rtc = arch_->rtc->state();
   return st;
 }
 
@@ -190,9 +207,13 @@ Status Machine::restore_arch_state(const RestoreSpec& spec) {
     return make_error(ErrorKind::kCorrupt, "the spore's vCPU count does not match its manifest");
   // Interrupt controller before vCPUs: the CPU interface registers belong
   // to it, and vCPU timer state may raise interrupts it must route.
-  SPORE_TRY(restore_gic(irqchip_.get(), static_cast<uint32_t>(vcpus_.size()), st.gic));
+  SPORE_TRY(restore_gic(arch_->gic.get(), static_cast<uint32_t>(vcpus_.size()), st.gic));
   for (size_t i = 0; i < vcpus_.size(); i++) SPORE_TRY(restore_vcpu(vcpus_[i], st.vcpus[i]));
+  arch_->uart->restore(st.uart);
+  arch_->rtc->restore(st.rtc);
   return ok_status();
 }
+
+bool Machine::handle_arch_exit(size_t, kvm_run*) { return false; }
 
 }  // namespace spore::vmm

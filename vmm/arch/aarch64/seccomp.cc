@@ -3,6 +3,7 @@
 
 #include <sys/syscall.h>
 
+#include "vmm/kvm/kvm.h"
 #include "vmm/seccomp_policy.h"
 
 namespace spore::vmm {
@@ -18,7 +19,7 @@ void add_arch_rules(seccomp::Policy& p, ThreadRole role, const PolicyFds& fds) {
     case ThreadRole::kController:
       // Capturing a spore (arch/aarch64/snapshot.cc): read-only queries of
       // the paused vCPUs and of the vGIC.
-      for (uint32_t req : {KVM_GET_REG_LIST, KVM_GET_ONE_REG, KVM_GET_MP_STATE, KVM_GET_VCPU_EVENTS,
+      for (uint32_t req : {kvm::kGetRegList, KVM_GET_ONE_REG, KVM_GET_MP_STATE, KVM_GET_VCPU_EVENTS,
                            KVM_GET_DEVICE_ATTR})
         p.allow_if(__NR_ioctl, {arg_eq(1, req)});
       break;
