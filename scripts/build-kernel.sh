@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Builds spore's minimal arm64 guest kernel and prints the absolute path of the
-# cached Image on stdout (the only line on stdout; progress goes to stderr):
+# Builds spore's minimal guest kernel for one architecture and prints the
+# absolute path of the cached kernel on stdout (the only line on stdout;
+# progress goes to stderr):
 #
-#   IMG=$(scripts/build-kernel.sh)
+#   IMG=$(scripts/build-kernel.sh)                   # aarch64: the raw arm64 Image
+#   VMLINUX=$(scripts/build-kernel.sh --arch x86_64) # x86_64: vmlinux (ELF); bzImage beside it
 #
-# Linux comes from Debian's linux-source-6.1 package, cross-built with
-# aarch64-linux-gnu-gcc: `tinyconfig`, plus the fragment
-# assets/kernel/aarch64.config, then `olddefconfig`. Every option the fragment
+# Linux comes from Debian's linux-source-6.1 package, built with
+# <arch>-linux-gnu-gcc: `tinyconfig`, plus the fragment
+# assets/kernel/<arch>.config, then `olddefconfig`. Every option the fragment
 # names is checked in the final .config; the build fails naming each one that
 # Kconfig dropped. No modules. See doc/kernel.md.
 #
 # Cache ($SPORE_DEV_CACHE/kernel):
-#   <key>/Image, config, System.map, build.log, info
-#       key = hash of the fragment, this script, the linux-source package
-#       version and the cross toolchain (gcc and binutils version lines)
+#   <key>/Image (aarch64) or vmlinux + bzImage (x86_64), config, System.map, build.log, info
+#       key = hash of the architecture, the fragment, this script, the
+#       linux-source package version and the toolchain (gcc and binutils
+#       version lines)
 #   src/linux-source-<version>/   unpacked source tree (read only use, O= builds)
 #   obj/<srcver>_<toolchain>/     kbuild output tree, reused so that a changed
 #                                 fragment rebuilds incrementally
@@ -27,35 +30,48 @@ exec 3>&1 1>&2
 
 SRC_PKG=linux-source-6.1
 TARBALL=/usr/src/linux-source-6.1.tar.xz
-CROSS=aarch64-linux-gnu-
-FRAGMENT=$SPORE_ROOT/assets/kernel/aarch64.config
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 
 usage() {
   cat <<EOF
-usage: scripts/build-kernel.sh [--force] [--print-key] [--help]
+usage: scripts/build-kernel.sh [--arch aarch64|x86_64] [--force] [--print-key] [--help]
 
-Builds (or finds in the cache) spore's arm64 guest kernel Image and prints its
-absolute path on stdout; progress goes to stderr.
+Builds (or finds in the cache) spore's guest kernel and prints its absolute
+path on stdout; progress goes to stderr. aarch64 (the default): the raw arm64
+Image. x86_64: vmlinux, an uncompressed ELF, with a bzImage beside it.
 
-  --force      rebuild from a clean object tree even if the Image is cached
+  --arch ARCH  aarch64 (default) or x86_64
+  --force      rebuild from a clean object tree even if the kernel is cached
   --print-key  print the cache key and exit (builds nothing)
   --help       this text
 
-Cache: \$SPORE_DEV_CACHE/kernel/<key>/{Image,config,System.map,build.log,info}
+Cache: \$SPORE_DEV_CACHE/kernel/<key>/{Image|vmlinux,bzImage,config,System.map,build.log,info}
 (SPORE_DEV_CACHE defaults to ~/.cache/spore-dev). Details: doc/kernel.md.
 EOF
 }
 
-force=0 print_key=0
-for arg in "$@"; do
-  case $arg in
+force=0 print_key=0 arch=aarch64
+while [ $# -gt 0 ]; do
+  case $1 in
+    --arch) [ $# -ge 2 ] || { usage; spore_die "--arch needs aarch64 or x86_64"; }; arch=$2; shift ;;
+    --arch=*) arch=${1#*=} ;;
     --force) force=1 ;;
     --print-key) print_key=1 ;;
     -h|--help) usage >&3; exit 0 ;;
-    *) usage; spore_die "unknown argument: $arg" ;;
+    *) usage; spore_die "unknown argument: $1" ;;
   esac
+  shift
 done
+
+# Per architecture: kbuild's ARCH, the toolchain prefix, the make targets and
+# the file this script prints (installed last, so its presence in the cache
+# implies everything else is there).
+case $arch in
+  aarch64) KARCH=arm64 CROSS=aarch64-linux-gnu- TARGETS=(Image) KERNEL=Image ;;
+  x86_64) KARCH=x86_64 CROSS=x86_64-linux-gnu- TARGETS=(vmlinux bzImage) KERNEL=vmlinux ;;
+  *) usage; spore_die "--arch must be aarch64 or x86_64 (got '$arch')" ;;
+esac
+FRAGMENT=$SPORE_ROOT/assets/kernel/$arch.config
 
 # ---- inputs and key ----------------------------------------------------------
 [ -f "$FRAGMENT" ] || spore_die "missing config fragment $FRAGMENT"
@@ -63,7 +79,7 @@ src_ver=$(dpkg-query -W -f='${Version}' "$SRC_PKG" 2>/dev/null) || true
 [ -n "$src_ver" ] && [ -f "$TARBALL" ] \
   || spore_die "$SRC_PKG is not installed ($TARBALL missing): run scripts/setup.sh"
 command -v "${CROSS}gcc" >/dev/null \
-  || spore_die "${CROSS}gcc not found: run scripts/setup.sh (gcc-aarch64-linux-gnu)"
+  || spore_die "${CROSS}gcc not found: run scripts/setup.sh (gcc-${CROSS%-})"
 for tool in make bc bison flex xz; do
   command -v $tool >/dev/null || spore_die "$tool not found: run scripts/setup.sh"
 done
@@ -71,6 +87,7 @@ gcc_ver=$("${CROSS}gcc" --version | head -n1)
 ld_ver=$("${CROSS}ld" --version | head -n1)
 
 key=$({
+  printf 'arch %s\n' "$arch"
   printf 'fragment\n'; cat "$FRAGMENT"
   printf '\nscript\n'; cat "$SELF"
   printf '\nsource %s %s\ngcc %s\nld %s\n' "$SRC_PKG" "$src_ver" "$gcc_ver" "$ld_ver"
@@ -80,14 +97,29 @@ if [ $print_key = 1 ]; then echo "$key" >&3; exit 0; fi
 mkdir -p "$SPORE_DEV_CACHE/kernel"
 KDIR=$(cd "$SPORE_DEV_CACHE/kernel" && pwd)
 OUT=$KDIR/$key
-IMAGE=$OUT/Image
+IMAGE=$OUT/$KERNEL
 
 # An arm64 Image has the magic "ARM\x64" at byte 56 of its header.
 is_arm64_image() {
   [ -s "$1" ] && [ "$(od -An -tx1 -j56 -N4 "$1" | tr -d ' \n')" = 41524d64 ]
 }
+# An x86_64 vmlinux: ELF magic, 64-bit, little-endian, e_machine 0x3e.
+is_x86_64_elf() {
+  [ -s "$1" ] && [ "$(od -An -tx1 -N6 "$1" | tr -d ' \n')" = 7f454c460201 ] \
+    && [ "$(od -An -tx1 -j18 -N2 "$1" | tr -d ' \n')" = 3e00 ]
+}
+# A bzImage: "HdrS" at 0x202 (the boot protocol's setup header).
+is_bzimage() {
+  [ -s "$1" ] && [ "$(od -An -tx1 -j514 -N4 "$1" | tr -d ' \n')" = 48647253 ]
+}
+is_kernel() {
+  case $arch in
+    aarch64) is_arm64_image "$1" ;;
+    x86_64) is_x86_64_elf "$1" ;;
+  esac
+}
 
-if [ $force = 0 ] && is_arm64_image "$IMAGE"; then
+if [ $force = 0 ] && is_kernel "$IMAGE"; then
   echo "$IMAGE" >&3
   exit 0
 fi
@@ -105,7 +137,7 @@ if ! flock -n 9; then
   spore_log "another kernel build is using $OBJ; waiting for it"
   flock 9
 fi
-if [ $force = 0 ] && is_arm64_image "$IMAGE"; then
+if [ $force = 0 ] && is_kernel "$IMAGE"; then
   spore_log "cached by the build we waited for"
   echo "$IMAGE" >&3
   exit 0
@@ -154,7 +186,7 @@ KBUILD_BUILD_TIMESTAMP=$(date -u -d "@$(stat -c %Y "$TARBALL")" '+%Y-%m-%d %H:%M
 export KBUILD_BUILD_TIMESTAMP
 kmake() {
   # LOCALVERSION= (set but empty) stops setlocalversion from appending "+".
-  make -C "$SRC" O="$OBJ" ARCH=arm64 CROSS_COMPILE="$CROSS" LOCALVERSION= "$@" >>"$LOG" 2>&1
+  make -C "$SRC" O="$OBJ" ARCH="$KARCH" CROSS_COMPILE="$CROSS" LOCALVERSION= "$@" >>"$LOG" 2>&1
 }
 
 if [ $force = 1 ] && [ -d "$OBJ" ]; then
@@ -164,9 +196,9 @@ fi
 clean=no; [ -f "$OBJ/vmlinux" ] || clean=yes
 mkdir -p "$OBJ"
 
-spore_log "configuring linux $kver arm64: tinyconfig + ${FRAGMENT#"$SPORE_ROOT"/}"
+spore_log "configuring linux $kver $arch: tinyconfig + ${FRAGMENT#"$SPORE_ROOT"/}"
 kmake tinyconfig || fail "make tinyconfig failed"
-(cd "$OBJ" && ARCH=arm64 "$SRC/scripts/kconfig/merge_config.sh" -m -O "$OBJ" "$OBJ/.config" "$FRAGMENT") \
+(cd "$OBJ" && ARCH="$KARCH" "$SRC/scripts/kconfig/merge_config.sh" -m -O "$OBJ" "$OBJ/.config" "$FRAGMENT") \
   >>"$LOG" 2>&1 || fail "merge_config.sh failed"
 kmake olddefconfig || fail "make olddefconfig failed"
 
@@ -196,7 +228,7 @@ if [ ${#dropped[@]} -gt 0 ]; then
 fi
 
 jobs=$(nproc)
-spore_log "building linux $kver arm64 Image with -j$jobs (about 3-5 min on 2 cores from scratch, seconds to minutes when incremental); log: $LOG"
+spore_log "building linux $kver $arch ${TARGETS[*]} with -j$jobs (about 3-5 min on 2 cores from scratch, seconds to minutes when incremental); log: $LOG"
 start=$(date +%s)
 ( exec 3>&- 9>&-   # must not hold the caller's stdout pipe or the lock
   i=0
@@ -206,20 +238,35 @@ start=$(date +%s)
     spore_log "... ${i}s, $n build steps so far"
   done ) &
 ticker=$!
-kmake -j"$jobs" Image || { cleanup; ticker=; fail "make Image failed"; }
+kmake -j"$jobs" "${TARGETS[@]}" || { cleanup; ticker=; fail "make ${TARGETS[*]} failed"; }
 cleanup; ticker=
+
+extra=()
+case $arch in
+  aarch64)
+    built=$OBJ/arch/arm64/boot/Image
+    is_arm64_image "$built" || fail "$built is not an arm64 Image (no ARM\\x64 magic at offset 56)"
+    ;;
+  x86_64)
+    # vmlinux without its symbol table (System.map has the symbols); the
+    # loadable segments and the PVH note stay.
+    built=$OBJ/vmlinux.stripped
+    "${CROSS}strip" --strip-all -o "$built" "$OBJ/vmlinux" >>"$LOG" 2>&1 || fail "strip vmlinux failed"
+    is_x86_64_elf "$built" || fail "$built is not an x86_64 ELF"
+    is_bzimage "$OBJ/arch/x86/boot/bzImage" || fail "$OBJ/arch/x86/boot/bzImage has no HdrS setup header"
+    extra=("$OBJ/arch/x86/boot/bzImage" bzImage)
+    ;;
+esac
 secs=$(( $(date +%s) - start ))
 
-built=$OBJ/arch/arm64/boot/Image
-is_arm64_image "$built" || fail "$built is not an arm64 Image (no ARM\\x64 magic at offset 56)"
-
 # ---- install: each file written to a temporary name, then renamed into place;
-# Image last, so an Image in the cache implies its companions are there.
+# the kernel last, so a kernel in the cache implies its companions are there.
 mkdir -p "$OUT"
 install_file() { install -m 0644 "$1" "$OUT/.$2.tmp.$$" && mv -f "$OUT/.$2.tmp.$$" "$OUT/$2"; }
 size=$(stat -c %s "$built")
 {
   echo "key=$key"
+  echo "arch=$arch"
   echo "linux=$kver"
   echo "source=$SRC_PKG $src_ver"
   echo "gcc=$gcc_ver"
@@ -234,6 +281,7 @@ install_file "$OBJ/.config" config
 install_file "$OBJ/System.map" System.map
 install_file "$LOG" build.log
 install_file "$OBJ/info" info
-install_file "$built" Image
-spore_log "built linux $kver Image ($size bytes) in ${secs}s: $IMAGE"
+[ ${#extra[@]} = 0 ] || install_file "${extra[@]}"
+install_file "$built" "$KERNEL"
+spore_log "built linux $kver $arch $KERNEL ($size bytes) in ${secs}s: $IMAGE"
 echo "$IMAGE" >&3
