@@ -57,6 +57,9 @@ if [ "$(uname -m)" = x86_64 ]; then
     strip --strip-all -o "$SPORE_OUT/build/$b.x86_64.stripped" "$SPORE_OUT/build/x86_64/$b"
     install -C -m 0755 "$SPORE_OUT/build/$b.x86_64.stripped" "$SPORE_X86_64_BIN/$b"
   done
+  # The x86_64 guest kernel (cached like the arm64 one; doc/kernel.md).
+  kernel=$(scripts/build-kernel.sh --arch x86_64)
+  install -C -m 0644 "$kernel" "$SPORE_X86_64_SHARE/vmlinux"
 else
   spore_log "x86_64 build skipped: this $(uname -m) host has no x86_64 toolchain set up"
 fi
