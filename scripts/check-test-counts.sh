@@ -3,7 +3,9 @@
 # Catch2 cases, and that the cases that ran are the cases that exist.
 #   - a unit entry ("unit:NAME", one per case) must report exactly 1 case;
 #   - a group run through scripts/catch-run.sh must report "declared D, ran D";
-#   - with --complete, the unit entries must cover every case the binary lists.
+#   - with --complete, the unit entries must cover every case the binary lists;
+#   - a fuzz entry ("fuzz: TARGET", scripts/fuzz.sh) must report a run of
+#     more than 0 executions that passed.
 # Prints one table and the totals; exits 1 on any mismatch.
 #
 #   scripts/check-test-counts.sh [--complete] BUILD_DIR
@@ -15,7 +17,8 @@ log=$build/Testing/Temporary/LastTest.log
 [ -f "$log" ] || { echo "check-test-counts: no ctest log at $log" >&2; exit 1; }
 
 # One record per ctest entry: name <TAB> passed(0/1) <TAB> cases reported
-# by Catch2 (-1: none) <TAB> catch-run verdict ("" if not a group).
+# by Catch2 (-1: none) <TAB> catch-run verdict or fuzz.sh's summary line
+# ("" if neither).
 records=$(awk '
   function flush() {
     if (name != "") printf "%s\t%d\t%d\t%s\n", name, passed, cases, group
@@ -25,6 +28,7 @@ records=$(awk '
   name == "" { next }
   /^Passed (all |both )?[0-9]+ test cases?/ { n = $0; sub(/^Passed (all |both )?/, "", n); sub(/ .*/, "", n); cases = n + 0 }
   /^catch-run: / { group = $0 }
+  /^fuzz: [a-z0-9_]+: [0-9?]+ runs in / { group = $0 }
   /^Test Passed\./ { passed = 1 }
   END { flush() }
 ' "$log")
@@ -42,6 +46,13 @@ while IFS=$'\t' read -r name passed cases group; do
       bad=1
     fi
     unit_cases=$((unit_cases + 1))
+  elif [[ $name == fuzz:* ]]; then
+    if [[ $group =~ ^fuzz:\ [a-z0-9_]+:\ ([0-9]+)\ runs\ in.*:\ passed$ ]] && [ "${BASH_REMATCH[1]}" -gt 0 ]; then
+      printf '%-48s %8s %8s\n' "$name" - "${BASH_REMATCH[1]} runs"
+    else
+      echo "check-test-counts: '$name' passed but did not report a fuzz run: ${group:-nothing}" >&2
+      bad=1
+    fi
   elif [ -n "$group" ]; then
     if [[ $group =~ declared\ ([0-9]+),\ ran\ ([0-9]+),\ passed$ ]] && [ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ]; then
       printf '%-48s %8s %8s\n' "$name" "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"

@@ -37,6 +37,42 @@ bool valid_tag(std::string_view t) {
   return true;
 }
 
+bool is_alnum(char c) { return is_alnum_lower(c) || (c >= 'A' && c <= 'Z'); }
+bool all_digits(std::string_view s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+// docker's grammar for the registry host, in one pass:
+//   host [":" port]   host: labels of [A-Za-z0-9-] separated by ".", each
+//                     starting and ending with a letter or digit
+//   "[" ipv6 "]" [":" port]   ipv6: hex digits and ':'
+bool valid_domain(std::string_view d) {
+  std::string_view port;
+  if (!d.empty() && d.front() == '[') {
+    size_t close = d.find(']');
+    if (close == std::string_view::npos || close < 3) return false;
+    if (d.substr(1, close - 1).find_first_not_of("0123456789abcdefABCDEF:") != std::string_view::npos) return false;
+    std::string_view rest = d.substr(close + 1);
+    if (rest.empty()) return true;
+    if (rest.front() != ':') return false;
+    port = rest.substr(1);
+  } else {
+    size_t colon = d.find(':');
+    if (colon != std::string_view::npos) {
+      port = d.substr(colon + 1);
+      d = d.substr(0, colon);
+      if (port.empty()) return false;
+    }
+    for (const auto& label : split(d, '.')) {
+      if (label.empty() || !is_alnum(label.front()) || !is_alnum(label.back())) return false;
+      for (char c : label)
+        if (!is_alnum(c) && c != '-') return false;
+    }
+    if (colon == std::string_view::npos) return true;
+  }
+  return all_digits(port);
+}
+
 bool looks_like_domain(std::string_view first) {
   if (first == "localhost") return true;
   for (char c : first)
@@ -98,6 +134,8 @@ Result<Reference> parse_reference(std::string_view ref) {
   }
   if (r.domain == "index.docker.io") r.domain = std::string(kDockerHub);
   if (r.domain.empty()) return bad(ref, "empty registry host");
+  if (!valid_domain(r.domain))
+    return bad(ref, "invalid registry host \"" + r.domain + "\" (host names, IPv4 or [IPv6] addresses, and an optional :port)");
 
   if (s.empty()) return bad(ref, "no repository name");
   for (const auto& c : split(s, '/')) {

@@ -93,6 +93,16 @@ TEST_CASE("malformed references are usage errors", "[pack][reference]") {
     CHECK(r.error().kind == ErrorKind::kUsage);
   }
   CHECK(parse_reference("a__b/c-d--e.f_g").ok());
+  // The registry host follows docker's grammar too (fuzz/regressions/image_reference/).
+  for (const char* bad : {"[::1];5000/img", "ev il.com/x", "a..b/x", "-a.b/x", "a.b-/x", "host:/x", "host:50a0/x",
+                          "host:5000:1/x", "[::1/x", "[]:5000/x", "[::g]/x", "[::1]x/y", "a.b_c/x", "h\xc3\xa9.io/x"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_reference(bad).ok());
+  }
+  for (const char* good : {"[::1]:5000/img", "[fe80::1]/img", "a-b.example.com/x", "A.B/x", "localhost:1/x"}) {
+    INFO(good);
+    CHECK(parse_reference(good).ok());
+  }
   CHECK(is_sha256_digest(kDigest));
   CHECK_FALSE(is_sha256_digest("sha256:" + std::string(64, 'A')));
 }
