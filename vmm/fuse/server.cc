@@ -14,8 +14,11 @@
 namespace spore::vmm::fuse {
 namespace {
 
-static_assert(FUSE_KERNEL_VERSION == 7 && FUSE_KERNEL_MINOR_VERSION >= 38, "<linux/fuse.h> older than 7.38");
-constexpr uint32_t kMinor = 38;  // the layouts below are 7.38's (the same sizes back to 7.31, but INIT's)
+// The structures used here have had these sizes since 7.36 (INIT's flags2;
+// the others since 7.31 or earlier), and 7.37 and 7.38 changed nothing a
+// server must do: the arm64 cross headers (Linux 6.1.4) say 7.37.
+static_assert(FUSE_KERNEL_VERSION == 7 && FUSE_KERNEL_MINOR_VERSION >= 36, "<linux/fuse.h> older than 7.36");
+constexpr uint32_t kMinor = 38;  // what the server speaks (the guest kernel's, Linux 6.1)
 constexpr size_t kInitInCompatSize = 16;  // before 7.36 INIT carried no flags2
 
 // What the server asks of the guest's client: reads may be issued in
