@@ -19,6 +19,7 @@ enum DeviceType : uint32_t {
   kTypeBlock = 2,
   kTypeRng = 4,
   kTypeVsock = 19,
+  kTypeFs = 26,
 };
 
 // Status register bits (virtio 1.x, 2.1).
