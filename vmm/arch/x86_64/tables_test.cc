@@ -102,7 +102,7 @@ TEST_CASE("MP table: checksummed, one processor entry per vCPU, every IOAPIC pin
   CHECK_FALSE(build_mptable(kMaxVcpus + 1, kMpTableAddr).ok());
 }
 
-TEST_CASE("ACPI: RSDP to XSDT to a hardware-reduced FADT with sleep and reset registers, and a DSDT with \\_S5",
+TEST_CASE("ACPI: RSDP to XSDT to a hardware-reduced FADT with sleep and reset registers, and a DSDT with the S5 sleep object",
           "[x86tables]") {
   auto t = build_acpi_tables(kAcpiAddr);
   REQUIRE(t.ok());
