@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs the libFuzzer targets in fuzz/ (doc/security.md, "Fuzzing").
 set -euo pipefail
+# One brace group, parsed whole before it runs: editing this file (or a
+# checkout replacing it) cannot derail a run in progress.
+{
 . "$(dirname "$0")/lib.sh"
 cd "$SPORE_ROOT"
 
@@ -16,7 +19,8 @@ failed check stops that target: the input is saved under
 out/fuzz/artifacts/TARGET/ and the script exits 1 after the others ran.
 
   --seconds N     fuzz each target for N seconds (default 60)
-  --runs N        fuzz each target for N executions instead
+  --runs N        fuzz each target for N executions instead (with
+                  --seconds too: whichever comes first)
   --regression    only run the regression inputs and the seeds, no fuzzing
   --build-only    configure and build the checked tree (and the unit
                   tests in it), then exit
@@ -35,7 +39,7 @@ Prints one line per target that scripts/test.sh keeps:
 EOF
 }
 
-seconds=60 runs="" regression=0 build=1 build_only=0 fast=0 corpus_root=$SPORE_OUT/fuzz/corpus
+seconds="" runs="" regression=0 build=1 build_only=0 fast=0 corpus_root=$SPORE_OUT/fuzz/corpus
 targets=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -52,7 +56,8 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[[ $seconds =~ ^[0-9]+$ ]] || spore_die "--seconds wants a number"
+[ -z "$seconds" ] || [[ $seconds =~ ^[0-9]+$ ]] || spore_die "--seconds wants a number"
+[ -n "$seconds$runs" ] || seconds=60
 [ -z "$runs" ] || [[ $runs =~ ^[0-9]+$ ]] || spore_die "--runs wants a number"
 if [ ${#targets[@]} -eq 0 ]; then
   for f in fuzz/*.cc; do targets+=("$(basename "$f" .cc)"); done
@@ -136,8 +141,9 @@ for t in "${targets[@]}"; do
 
   corpus=$corpus_root/$t
   mkdir -p "$corpus"
-  limit=(-max_total_time="$seconds")
-  [ -n "$runs" ] && limit=(-runs="$runs")
+  limit=()
+  [ -n "$seconds" ] && limit+=(-max_total_time="$seconds")
+  [ -n "$runs" ] && limit+=(-runs="$runs")
   start=$(date +%s)
   # shellcheck disable=SC2086
   if "$bin" "${common[@]}" "${limit[@]}" ${SPORE_FUZZ_ARGS:-} "$corpus" "${dirs[@]}" >"$log" 2>&1; then
@@ -154,3 +160,4 @@ for t in "${targets[@]}"; do
     "corpus $(find "$corpus" -type f | wc -l) inputs: $verdict"
 done
 exit $rc
+}
